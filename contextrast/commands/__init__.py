@@ -1,0 +1,1 @@
+"""Subcommands of the `contextrast` CLI (see contextrast/cli.py for the contract)."""

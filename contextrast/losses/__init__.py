@@ -1,0 +1,1 @@
+"""Training losses (METHOD.md §2). Filled in by the losses issue."""
