@@ -1,0 +1,79 @@
+"""One analysis forward pass: SCRNet on one RGB image with every intermediate the views draw.
+
+All four views of the lab read one `ModelRun`, so an image costs a single forward pass
+(METHOD.md §1: the forward can return Δ′, Δ, M_w of every SRM and A_c, A_s of the CRM).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from contextrast.models import SCRNet, SCRNetOutput
+
+# ImageNet statistics, as the training transforms use (contextrast.data.transforms.normalize)
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def to_input(rgb: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float32 normalised with the training statistics."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {rgb.shape} dtype {rgb.dtype}")
+    try:
+        from contextrast.data.transforms import normalize
+    except ImportError:  # the data layer arrived later than this module; same statistics
+        x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).unsqueeze(0)
+    return torch.as_tensor(normalize(rgb)).float().unsqueeze(0)
+
+
+@dataclass
+class ModelRun:
+    """The forward pass of one image.
+
+    rgb (H, W, 3) uint8; x (1, 3, H, W) the model input; output: `SCRNetOutput` with logits,
+    embeddings [E1..E4], srm (3 steps) and crm; decoder_inputs[i] = (coarse G, fine F) that SRM
+    step i received (for the before/after-warping pictures); seconds: forward wall time.
+    """
+
+    rgb: np.ndarray
+    x: Tensor
+    output: SCRNetOutput
+    decoder_inputs: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def logits(self) -> Tensor:
+        return self.output.logits
+
+
+def run_model(model: SCRNet, rgb: np.ndarray) -> ModelRun:
+    """Eval-mode forward with embeddings and intermediates; hooks record each decoder step's inputs.
+
+    The hooks are attached only for this call, so callers sharing a model across threads must
+    serialise calls (the app's model store holds a lock per model).
+    """
+    x = to_input(rgb)
+    inputs: list[tuple[Tensor, Tensor]] = []
+
+    def keep_inputs(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        inputs.append((args[0].detach(), args[1].detach()))
+
+    handles = [step.register_forward_pre_hook(keep_inputs) for step in model.decoder]
+    was_training = model.training
+    model.eval()
+    try:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model(x, return_intermediates=True, return_embeddings=True)
+        seconds = time.perf_counter() - start
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return ModelRun(rgb=rgb, x=x, output=out, decoder_inputs=inputs, seconds=seconds)

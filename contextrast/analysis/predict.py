@@ -1,0 +1,94 @@
+"""Prediction view: class map, overlay with per-class toggles, confidence and entropy, legend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contextrast.analysis.colormaps import blend, heat_rgb
+from contextrast.config import IGNORE_INDEX
+
+
+@dataclass
+class PredictionMaps:
+    """labels (H, W) int64 argmax; confidence (H, W) max softmax in [1/K, 1];
+    entropy (H, W) softmax entropy divided by log K, in [0, 1]."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    entropy: np.ndarray
+
+
+def prediction_maps(logits: Tensor) -> PredictionMaps:
+    """logits (1, K, H, W) or (K, H, W) → argmax, confidence and normalised entropy maps."""
+    if logits.dim() == 4:
+        if logits.shape[0] != 1:
+            raise ValueError(f"expected one image's logits; got batch {logits.shape[0]}")
+        logits = logits[0]
+    if logits.dim() != 3:
+        raise ValueError(f"expected logits (K, H, W); got shape {tuple(logits.shape)}")
+    k = logits.shape[0]
+    logp = torch.log_softmax(logits.detach().float(), dim=0)
+    p = logp.exp()
+    conf, labels = p.max(dim=0)
+    entropy = -(p * logp).sum(dim=0) / (math.log(k) if k > 1 else 1.0)
+    return PredictionMaps(labels.numpy().astype(np.int64), conf.numpy(), entropy.clamp(0, 1).numpy())
+
+
+def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """(H, W) labels → (H, W, 3) uint8; ignore (255) and ids without a colour are black."""
+    from contextrast.data.palette import colorize as data_colorize
+
+    return data_colorize(labels, palette)
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]], opacity: float = 0.5,
+            visible: Iterable[int] | None = None) -> np.ndarray:
+    """Class colours blended over the image: (H, W, 3) uint8.
+
+    opacity in [0, 1]; `visible` lists the class ids drawn (None: all); other pixels show the image.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must lie in [0, 1]; got {opacity}")
+    if labels.shape != rgb.shape[:2]:
+        raise ValueError(f"labels {labels.shape} and image {rgb.shape[:2]} differ in size")
+    shown = np.isin(labels, list(visible)) if visible is not None else (labels != IGNORE_INDEX)
+    shown &= labels != IGNORE_INDEX
+    return blend(rgb, colorize(labels, palette), shown.astype(np.float32) * opacity)
+
+
+def confidence_rgb(maps: PredictionMaps) -> np.ndarray:
+    """Max-softmax confidence drawn on a fixed 0..1 scale (bright = sure)."""
+    return heat_rgb(maps.confidence, 0.0, 1.0, "viridis")
+
+
+def entropy_rgb(maps: PredictionMaps) -> np.ndarray:
+    """Normalised entropy drawn on a fixed 0..1 scale (bright = unsure)."""
+    return heat_rgb(maps.entropy, 0.0, 1.0, "inferno")
+
+
+@dataclass
+class LegendEntry:
+    class_id: int
+    name: str
+    colour: str  # "#rrggbb"
+    share: float  # fraction of the image's pixels predicted as this class
+
+
+def legend(labels: np.ndarray, classes: Sequence[str], palette: Sequence[Sequence[int]]) -> list[LegendEntry]:
+    """One entry per class, with its colour and the share of pixels predicted as it."""
+    counts = np.bincount(labels[labels != IGNORE_INDEX].ravel(), minlength=len(classes))[: len(classes)]
+    total = max(int(labels.size), 1)
+    return [LegendEntry(i, name, "#%02x%02x%02x" % tuple(palette[i]), float(counts[i]) / total)
+            for i, name in enumerate(classes)]
+
+
+def pixel_accuracy(labels: np.ndarray, target: np.ndarray) -> float:
+    """Share of the non-ignored ground-truth pixels that are predicted right (NaN when none)."""
+    valid = target != IGNORE_INDEX
+    return float((labels[valid] == target[valid]).mean()) if valid.any() else float("nan")

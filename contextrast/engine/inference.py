@@ -1,0 +1,116 @@
+"""Test-time inference: sliding windows, horizontal flip and multi-scale averaging of class probabilities.
+
+The published numbers of METHOD.md §3 use multi-scale and flip testing; `predict_logits` reproduces that
+protocol: within one scale, overlapping windows' logits are averaged; the softmax of every (scale, flip)
+view is resized to the input size and the probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` → cuda when available, else cpu; `cuda` without a GPU is refused clearly."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+def _forward(model: nn.Module, x: Tensor) -> Tensor:
+    out = model(x)
+    return out if isinstance(out, Tensor) else out.logits  # SCRNetOutput when the model is in training mode
+
+
+def _window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets covering [0, size) with windows of `window` (size ≥ window); the last one flush right."""
+    count = max(math.ceil((size - window) / stride), 0) + 1
+    return sorted({min(i * stride, size - window) for i in range(count)})
+
+
+def sliding_window_logits(model: nn.Module, image: Tensor, crop: tuple[int, int], stride_ratio: float = 2 / 3) -> Tensor:
+    """image (B, 3, H, W) → logits (B, K, H, W), averaging overlapping `crop`-sized windows.
+
+    An image smaller than the crop in a dimension is zero-padded (zero = the mean after normalisation) at the
+    bottom/right and the padding cropped off the output. Stride = ceil(crop · stride_ratio).
+    """
+    ch, cw = (int(c) for c in crop)
+    if ch < 1 or cw < 1:
+        raise ValueError(f"crop must be two positive sizes; got {crop}")
+    if not 0 < stride_ratio <= 1:
+        raise ValueError(f"stride_ratio must lie in (0, 1]; got {stride_ratio}")
+    b, _, h, w = image.shape
+    pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h))
+    ph, pw = image.shape[-2:]
+    sh, sw = max(1, math.ceil(ch * stride_ratio)), max(1, math.ceil(cw * stride_ratio))
+    total: Tensor | None = None
+    count = torch.zeros(1, 1, ph, pw, device=image.device, dtype=image.dtype)
+    for y in _window_starts(ph, ch, sh):
+        for x in _window_starts(pw, cw, sw):
+            logits = _forward(model, image[:, :, y : y + ch, x : x + cw])
+            if total is None:
+                total = logits.new_zeros(b, logits.shape[1], ph, pw)
+            total[:, :, y : y + ch, x : x + cw] += logits
+            count[:, :, y : y + ch, x : x + cw] += 1
+    assert total is not None
+    return (total / count)[:, :, :h, :w]
+
+
+def predict_logits(
+    model: nn.Module,
+    image: Tensor,
+    crop: tuple[int, int] | None = None,
+    stride_ratio: float = 2 / 3,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+    return_logits: bool = False,
+) -> Tensor:
+    """image (B, 3, H, W), normalised → class probabilities (B, K, H, W), averaged over views.
+
+    Views: each scale in `scales` (image resized bilinearly), and its horizontal mirror when `flip`.
+    A view larger than `crop` (H, W) in either dimension runs as sliding windows; `crop=None` runs whole.
+    `return_logits=True` returns log of the averaged probabilities instead (softmax of it gives them back;
+    for a single view it equals log_softmax of the model's logits). Runs under `torch.inference_mode`;
+    the caller puts the model in eval mode.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"image must have shape (B, C, H, W); got {tuple(image.shape)}")
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"scales must be positive numbers; got {scales}")
+    h, w = image.shape[-2:]
+    probs: Tensor | None = None
+    views = 0
+    with torch.inference_mode():
+        for scale in scales:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            scaled = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            for mirrored in (False, True) if flip else (False,):
+                x = scaled.flip(-1) if mirrored else scaled
+                if crop is not None and (size[0] > crop[0] or size[1] > crop[1]):
+                    logits = sliding_window_logits(model, x, crop, stride_ratio)
+                else:
+                    logits = _forward(model, x)
+                if mirrored:
+                    logits = logits.flip(-1)
+                if logits.shape[-2:] != (h, w):
+                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                p = logits.float().softmax(dim=1)
+                probs = p if probs is None else probs + p
+                views += 1
+        assert probs is not None
+        probs = probs / views
+        return probs.clamp_min(1e-12).log() if return_logits else probs

@@ -1,0 +1,273 @@
+"""Dataset-level segmentation metrics: one confusion matrix → mIoU, mAcc, aAcc, fwIoU; and Boundary IoU.
+
+Definitions follow detectron2's `SemSegEvaluator` exactly (the convention of the papers the project
+compares against, METHOD.md §3):
+
+- acc_c = TP_c / GT_c, defined where the class has ground-truth pixels (GT_c > 0), else NaN;
+- IoU_c = TP_c / (GT_c + Pred_c − TP_c), defined where GT_c > 0 (and so union > 0), else NaN. A class
+  that never occurs in the ground truth is left out of the mean even when it is predicted; with the
+  whole CamVid/Cityscapes split every class occurs, so this only matters for small subsets;
+- mIoU / mAcc: means over the defined classes; aAcc = ΣTP / ΣGT (pixel accuracy);
+- fwIoU = Σ_c IoU_c · GT_c / ΣGT over the defined classes.
+
+Pixels whose ground truth is `ignore_index` (255, `contextrast.config.IGNORE_INDEX`) are not counted.
+
+Boundary IoU (Cheng et al., "Boundary IoU: Improving Object-Centric Image Segmentation Evaluation",
+CVPR 2021): per class, the boundary band of a binary mask is the set of its pixels within distance d of
+its contour (mask minus its erosion by a 3×3 square applied d times, the image border counting as
+contour), d = max(1, round(dilation_ratio · image diagonal)); Boundary IoU_c = |G_d ∩ P_d| / |G_d ∪ P_d|
+with intersection and union summed over the dataset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from contextrast.config import IGNORE_INDEX
+
+
+def _as_label_tensor(x: Tensor | np.ndarray, name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor or numpy array of class indices; got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices; got dtype {x.dtype}")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"{name} must have shape (H, W) or (B, H, W); got {tuple(x.shape)}")
+    return x
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    valid = ~np.isnan(values)
+    return float(values[valid].mean()) if valid.any() else float("nan")
+
+
+def _json_float(v: float) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
+
+
+@dataclass
+class SegMetrics:
+    """Metrics of one confusion matrix. Per-class values are NaN where undefined (see module docstring)."""
+
+    miou: float
+    per_class_iou: list[float]
+    macc: float
+    per_class_acc: list[float]
+    aacc: float
+    fwiou: float
+    confusion: np.ndarray  # (K, K) int64, rows = ground truth, columns = prediction
+
+    def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
+        """JSON-safe dict (NaN → None). With `class_names`, per-class values are keyed by name."""
+
+        def per_class(values: list[float]) -> list[float | None] | dict[str, float | None]:
+            cleaned = [_json_float(v) for v in values]
+            return dict(zip(class_names, cleaned)) if class_names is not None else cleaned
+
+        if class_names is not None and len(class_names) != len(self.per_class_iou):
+            raise ValueError(f"got {len(class_names)} class names for {len(self.per_class_iou)} classes")
+        return {
+            "miou": _json_float(self.miou),
+            "macc": _json_float(self.macc),
+            "aacc": _json_float(self.aacc),
+            "fwiou": _json_float(self.fwiou),
+            "per_class_iou": per_class(self.per_class_iou),
+            "per_class_acc": per_class(self.per_class_acc),
+            "confusion": self.confusion.astype(np.int64).tolist(),
+        }
+
+    def table(self, class_names: list[str] | None = None, boundary_iou: list[float] | None = None) -> str:
+        """Plain-text table: one row per class (IoU, Acc, optionally Boundary IoU, in %), then the means."""
+        k = len(self.per_class_iou)
+        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+        if len(names) != k:
+            raise ValueError(f"got {len(names)} class names for {k} classes")
+
+        def pct(v: float) -> str:
+            return "   n/a" if math.isnan(v) else f"{100 * v:6.2f}"
+
+        width = max(8, *(len(n) for n in names))
+        header = f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}" + (f"  {'B-IoU':>6}" if boundary_iou else "")
+        lines = [header, "-" * len(header)]
+        for i, name in enumerate(names):
+            row = f"{name:<{width}}  {pct(self.per_class_iou[i])}  {pct(self.per_class_acc[i])}"
+            if boundary_iou:
+                row += f"  {pct(boundary_iou[i])}"
+            lines.append(row)
+        lines.append("-" * len(header))
+        mean_row = f"{'mean':<{width}}  {pct(self.miou)}  {pct(self.macc)}"
+        if boundary_iou:
+            mean_row += f"  {pct(_nan_mean(np.asarray(boundary_iou, dtype=np.float64)))}"
+        lines.append(mean_row)
+        lines.append(f"aAcc {pct(self.aacc).strip()}   fwIoU {pct(self.fwiou).strip()}   (%)")
+        return "\n".join(lines)
+
+
+class ConfusionMatrix:
+    """Dataset-level confusion matrix (K, K), rows = ground truth, columns = prediction.
+
+    Kept as an int64 tensor on the device of the first update, so accumulation on GPU needs no copy.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+
+    def reset(self) -> None:
+        self.matrix.zero_()
+
+    @torch.no_grad()
+    def update(self, pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> None:
+        """pred, target: (H, W) or (B, H, W) integer class indices; target may hold `ignore_index`."""
+        pred = _as_label_tensor(pred, "pred")
+        target = _as_label_tensor(target, "target")
+        if pred.shape != target.shape:
+            raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+        target = target.to(pred.device)
+        if self.matrix.device != pred.device:
+            self.matrix = self.matrix.to(pred.device)
+        k = self.num_classes
+        valid = target != self.ignore_index
+        t = target[valid].long()
+        p = pred[valid].long()
+        if t.numel() == 0:
+            return
+        if int(t.min()) < 0 or int(t.max()) >= k:
+            raise ValueError(f"target holds labels outside 0..{k - 1} that are not ignore_index={self.ignore_index}")
+        if int(p.min()) < 0 or int(p.max()) >= k:
+            raise ValueError(f"pred holds labels outside 0..{k - 1}")
+        self.matrix += torch.bincount(t * k + p, minlength=k * k).reshape(k, k)
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add another accumulator's counts into this one (e.g. from another worker); returns self."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge confusion matrices of {other.num_classes} and {self.num_classes} classes")
+        self.matrix += other.matrix.to(self.matrix.device)
+        return self
+
+    def all_reduce(self) -> ConfusionMatrix:
+        """Sum the counts over all ranks when torch.distributed is initialised (no-op otherwise)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+        return self
+
+    def compute(self) -> SegMetrics:
+        cm = self.matrix.detach().cpu().numpy().astype(np.int64)
+        tp = np.diag(cm).astype(np.float64)
+        pos_gt = cm.sum(axis=1).astype(np.float64)
+        pos_pred = cm.sum(axis=0).astype(np.float64)
+        total = pos_gt.sum()
+        acc = np.full(self.num_classes, np.nan)
+        iou = np.full(self.num_classes, np.nan)
+        acc_valid = pos_gt > 0
+        acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
+        union = pos_gt + pos_pred - tp
+        iou_valid = acc_valid & (union > 0)
+        iou[iou_valid] = tp[iou_valid] / union[iou_valid]
+        fwiou = float(np.sum(iou[iou_valid] * pos_gt[iou_valid] / total)) if total > 0 else float("nan")
+        return SegMetrics(
+            miou=_nan_mean(iou),
+            per_class_iou=iou.tolist(),
+            macc=_nan_mean(acc),
+            per_class_acc=acc.tolist(),
+            aacc=float(tp.sum() / total) if total > 0 else float("nan"),
+            fwiou=fwiou,
+            confusion=cm,
+        )
+
+
+def boundary_width(height: int, width: int, dilation_ratio: float = 0.02) -> int:
+    """Band width d in pixels: `dilation_ratio` of the image diagonal, rounded, at least 1."""
+    return max(1, int(round(dilation_ratio * math.hypot(height, width))))
+
+
+def mask_boundary(mask: np.ndarray, width: int) -> np.ndarray:
+    """Boundary band of a binary mask (H, W): mask pixels within `width` (chessboard distance) of its contour.
+
+    The mask is zero-padded first, so the image border counts as contour (as in Cheng et al.'s reference).
+    """
+    mask = mask.astype(np.uint8)
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=width)[1:-1, 1:-1]
+    return (mask > 0) & (eroded == 0)
+
+
+class BoundaryIoU:
+    """Per-class Boundary IoU accumulated over a dataset (Cheng et al. 2021; see module docstring).
+
+    Runs on CPU (OpenCV erosion). Pixels whose ground truth is `ignore_index` are left out of both the
+    intersection and the union; they still act as "not this class" when the bands are drawn.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, dilation_ratio: float = 0.02) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+        if not dilation_ratio > 0:
+            raise ValueError(f"dilation_ratio must be positive; got {dilation_ratio}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.dilation_ratio = float(dilation_ratio)
+        self.intersection = np.zeros(self.num_classes, dtype=np.int64)
+        self.union = np.zeros(self.num_classes, dtype=np.int64)
+
+    def update(self, pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> None:
+        """pred, target: (H, W) or (B, H, W) integer class indices; target may hold `ignore_index`."""
+        pred = _as_label_tensor(pred, "pred")
+        target = _as_label_tensor(target, "target")
+        if pred.shape != target.shape:
+            raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+        preds = pred.detach().cpu().numpy().reshape(-1, *pred.shape[-2:])
+        targets = target.detach().cpu().numpy().reshape(-1, *target.shape[-2:])
+        for p, t in zip(preds, targets):
+            self._update_one(p, t)
+
+    def _update_one(self, pred: np.ndarray, target: np.ndarray) -> None:
+        d = boundary_width(*target.shape, self.dilation_ratio)
+        counted = target != self.ignore_index
+        for c in np.union1d(np.unique(pred), np.unique(target[counted])):
+            if not 0 <= c < self.num_classes:
+                raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or be ignore_index); got {c}")
+            gt_band = mask_boundary(target == c, d) & counted
+            pred_band = mask_boundary(pred == c, d) & counted
+            self.intersection[c] += int(np.count_nonzero(gt_band & pred_band))
+            self.union[c] += int(np.count_nonzero(gt_band | pred_band))
+
+    def merge(self, other: BoundaryIoU) -> BoundaryIoU:
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge Boundary IoU of {other.num_classes} and {self.num_classes} classes")
+        self.intersection += other.intersection
+        self.union += other.union
+        return self
+
+    def all_reduce(self) -> BoundaryIoU:
+        """Sum the counts over all ranks when torch.distributed is initialised (no-op otherwise)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            counts = torch.from_numpy(np.stack([self.intersection, self.union]))
+            if dist.get_backend() == "nccl":
+                counts = counts.cuda()
+            dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+            self.intersection, self.union = (a.copy() for a in counts.cpu().numpy())
+        return self
+
+    def compute(self) -> dict[str, Any]:
+        """{"mean": float, "per_class": [float] (NaN where a class has no band in GT nor prediction)}."""
+        per_class = np.full(self.num_classes, np.nan)
+        valid = self.union > 0
+        per_class[valid] = self.intersection[valid] / self.union[valid]
+        return {"mean": _nan_mean(per_class), "per_class": per_class.tolist()}

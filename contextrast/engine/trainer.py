@@ -1,0 +1,326 @@
+"""The training loop: read it top to bottom (nanoGPT-style).
+
+One function, `train(cfg)`, runs on CPU, one GPU, or several through
+`torchrun --nproc_per_node N -m contextrast.cli train ...` (DistributedDataParallel; gloo on CPU,
+NCCL on CUDA). A run directory holds everything a run writes:
+
+    run_dir/config.yaml     the resolved config
+    run_dir/metrics.jsonl   one JSON object per log step and per validation
+    run_dir/last/           model + model card + training state (resume point), written atomically
+    run_dir/best/           best validation mIoU so far (model + card)
+    run_dir/final/          the model at the end of training
+
+Starting a run whose run_dir has `last/` resumes from it (same result as an uninterrupted run up
+to data order, because the sampler is re-seeded from the iteration it resumes at).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from contextrast.config import ExperimentConfig, replace, save_config
+from contextrast.data import build_dataset
+from contextrast.data.transforms import EvalTransform, TrainTransform
+from contextrast.engine.checkpoint import (
+    ModelCard,
+    code_version,
+    hardware_string,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from contextrast.engine.evaluate import evaluate
+from contextrast.losses import build_loss
+from contextrast.models import SCRNetOutput, build_model
+
+StopRequest = str | None  # None | "cancel" (stop now, no checkpoint) | "stop" (save, then stop)
+
+
+@dataclass
+class TrainHooks:
+    """How a caller (CLI progress bar, background job) watches and steers a run."""
+
+    on_log: Callable[[dict[str, Any]], None] | None = None
+    should_stop: Callable[[], StopRequest] | None = None
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iteration: int
+    status: str  # finished | stopped | cancelled
+    best_miou: float | None
+    final_checkpoint: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# setup helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available (use auto or cpu)")
+    return device
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def poly_lr(base_lr: float, power: float, total: int) -> Callable[[int], float]:
+    return lambda it: base_lr * (1 - min(it, total) / total) ** power
+
+
+def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    # No weight decay on norms, biases and CRM's γ: standard practice, and γ must be free to grow.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith("gamma") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    return torch.optim.AdamW(groups, lr=t.lr)
+
+
+def load_init_weights(model: nn.Module, path: str) -> str:
+    """Fine-tuning start: all weights of a checkpoint; classifiers are re-initialised when the
+    class count differs (a new dataset). Returns a one-line note of what was loaded."""
+    source, card = load_checkpoint(path)
+    src, dst = source.state_dict(), model.state_dict()
+    if set(src) != set(dst):
+        raise ValueError(f"checkpoint {path} has another architecture than this config ({card.model})")
+    kept = {k: v for k, v in src.items() if v.shape == dst[k].shape}
+    model.load_state_dict(kept, strict=False)
+    skipped = sorted(set(dst) - set(kept))
+    return f"initialised from {path}" + (f" (re-initialised for the new class count: {', '.join(skipped)})" if skipped else "")
+
+
+def infinite_batches(loader: DataLoader, start_epoch: int):
+    epoch = start_epoch
+    while True:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def model_card(cfg: ExperimentConfig, info, name: str, iteration: int, elapsed: float, metrics: dict) -> ModelCard:
+    return ModelCard(
+        name=name,
+        model=asdict(cfg.model),
+        dataset=cfg.train.data,
+        classes=list(info.classes),
+        palette=[list(c) for c in info.palette],
+        ignore_index=info.ignore_index,
+        loss=json.loads(json.dumps(asdict(cfg.loss))),
+        train=json.loads(json.dumps(asdict(cfg.train))),
+        metrics=metrics,
+        iteration=iteration,
+        training_time_s=round(elapsed, 1),
+        hardware=hardware_string(),
+        code_version=code_version(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult:
+    hooks = hooks or TrainHooks()
+    t = cfg.train
+    device = resolve_device(t.device)
+    rank, world = init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    main = rank == 0
+    run_dir = Path(t.run_dir)
+
+    # --- data --------------------------------------------------------------------------------
+    train_set = build_dataset(t.data, t.train_split, TrainTransform(crop=t.crop, scale=t.scale))
+    val_set = build_dataset(t.data, t.val_split, EvalTransform())
+    info = train_set.info
+    if cfg.model.num_classes != info.num_classes:
+        cfg = replace(cfg, model=replace(cfg.model, num_classes=info.num_classes))
+    per_rank_batch = t.batch_size // (world * t.grad_accum)
+    if per_rank_batch < 1 or per_rank_batch * world * t.grad_accum != t.batch_size:
+        raise ValueError(f"batch_size {t.batch_size} must be divisible by world size {world} × grad_accum {t.grad_accum}")
+    if len(train_set) < per_rank_batch:
+        raise ValueError(f"the {t.train_split} split has {len(train_set)} images, fewer than one batch of {per_rank_batch}")
+
+    # --- model, loss, optimiser ----------------------------------------------------------------
+    torch.manual_seed(t.seed)
+    model = build_model(cfg.model)
+    init_note = load_init_weights(model, t.init_from) if t.init_from else ""
+    if t.sync_bn and world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index).to(device)
+    optimizer = build_optimizer(model, cfg)
+    lr_at = poly_lr(t.lr, t.poly_power, t.iterations)
+    use_amp = t.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    # --- resume --------------------------------------------------------------------------------
+    start_iter, elapsed, best_miou = 0, 0.0, None
+    if (run_dir / "last").is_dir():
+        state = load_training_state(run_dir / "last", model, optimizer, scaler if use_amp else None)
+        start_iter, elapsed, best_miou = state["iteration"], state["elapsed"], state.get("best_miou")
+        torch.set_rng_state(torch.tensor(state["cpu_rng"], dtype=torch.uint8))
+        init_note = f"resumed from {run_dir / 'last'} at iteration {start_iter}"
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # heads the loss does not use (projection heads under `ce`) get no gradient
+            find_unused_parameters=not loss_fn.needs_embeddings,
+        )
+
+    generator = torch.Generator().manual_seed(t.seed + start_iter)
+    sampler = (
+        DistributedSampler(train_set, world, rank, shuffle=True, seed=t.seed + start_iter, drop_last=True)
+        if world > 1
+        else RandomSampler(train_set, generator=generator)
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=t.workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=t.workers > 0,
+    )
+    batches = infinite_batches(loader, start_epoch=0)
+
+    history: list[dict[str, Any]] = []
+
+    def log(record: dict[str, Any]) -> None:
+        history.append(record)
+        if main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if hooks.on_log is not None and main:
+            hooks.on_log(record)
+
+    def save(kind: str, iteration: int, metrics: dict) -> Path:
+        card = model_card(cfg, info, f"{run_dir.name}-{kind}", iteration, elapsed, metrics)
+        path = run_dir / kind
+        if kind == "last":
+            save_training_state(
+                path, model, optimizer, scaler if use_amp else None,
+                {"iteration": iteration, "elapsed": elapsed, "best_miou": best_miou,
+                 "cpu_rng": torch.get_rng_state().tolist()},
+                card=card,
+            )
+        else:
+            save_checkpoint(path, model, card)
+        return path
+
+    if main and init_note:
+        print(init_note, flush=True)
+    bar = None
+    if main and hooks.progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.iterations, initial=start_iter, desc=run_dir.name, dynamic_ncols=True)
+
+    # --- loop ----------------------------------------------------------------------------------
+    status, it = "finished", start_iter
+    model.train()
+    tic = time.perf_counter()
+    window_imgs, window_start = 0, time.perf_counter()
+    while it < t.iterations:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(it)
+        optimizer.zero_grad(set_to_none=True)
+        terms_sum: dict[str, float] = {}
+        for _ in range(t.grad_accum):
+            batch = next(batches)
+            images = batch["image"].to(device, non_blocking=True)
+            masks = batch["mask"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                out = ddp_model(images, return_embeddings=loss_fn.needs_embeddings)
+            # losses compute in fp32 (METHOD.md §2: logits and similarities in fp32)
+            result = loss_fn(out, masks, progress=it / t.iterations)
+            scaler.scale(result.total / t.grad_accum).backward()
+            for k, v in result.terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + v / t.grad_accum
+            window_imgs += images.shape[0] * world
+        if not math.isfinite(terms_sum.get("total", 0.0)):
+            raise FloatingPointError(f"loss is not finite at iteration {it}: {terms_sum}")
+        scaler.step(optimizer)
+        scaler.update()
+        it += 1
+        now = time.perf_counter()
+        elapsed += now - tic
+        tic = now
+
+        if it % t.log_interval == 0 or it == t.iterations:
+            speed = window_imgs / max(now - window_start, 1e-9)
+            window_imgs, window_start = 0, now
+            log({"iter": it, "lr": lr_at(it - 1), "images_per_s": round(speed, 3), "elapsed_s": round(elapsed, 1),
+                 **{k: round(v, 5) for k, v in terms_sum.items()}})
+            if bar is not None:
+                bar.set_postfix(loss=f"{terms_sum.get('total', 0):.4f}", lr=f"{lr_at(it - 1):.2e}")
+        if bar is not None:
+            bar.update(1)
+
+        request = hooks.should_stop() if hooks.should_stop is not None else None
+        if it % t.val_interval == 0 or it == t.iterations or request == "stop":
+            if main:
+                metrics = evaluate(model, val_set, device=device, boundary=False)
+                model.train()
+                miou = metrics["miou"]
+                log({"iter": it, "val": {"miou": miou, "aacc": metrics["aacc"], "macc": metrics["macc"]}})
+                if best_miou is None or (miou is not None and miou > best_miou):
+                    best_miou = miou
+                    save("best", it, {"val_miou": miou, "split": t.val_split, "iteration": it})
+            if world > 1:
+                dist.barrier()
+        if main and (it % t.ckpt_interval == 0 or it == t.iterations or request == "stop"):
+            save("last", it, {"best_val_miou": best_miou})
+        if request in ("stop", "cancel"):
+            status = "stopped" if request == "stop" else "cancelled"
+            break
+
+    final = None
+    if main and status != "cancelled":
+        final = save("final", it, {"best_val_miou": best_miou, "iteration": it})
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(run_dir, it, status, best_miou, final, history)

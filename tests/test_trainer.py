@@ -1,0 +1,137 @@
+"""Issue 4: the trainer — resume after a kill, torchrun with gloo, fine-tuning, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from contextrast.config import load_config
+from contextrast.engine.checkpoint import load_checkpoint
+from contextrast.engine.trainer import TrainHooks, train
+
+TINY = [
+    "train.data=toy:n=16,size=64x80",
+    "train.crop=[64,64]",
+    "train.batch_size=4",
+    "train.workers=0",
+    "train.log_interval=1",
+    "train.val_interval=1000",
+    "model.decoder_channels=16",
+    "model.embed_dim=16",
+    "loss.warmup=0.0",
+]
+
+
+def tiny_config(tmp_path: Path, *extra: str):
+    return load_config(None, TINY + [f"train.run_dir={tmp_path / 'run'}", *extra])
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_checkpoints_and_metrics(tmp_path):
+    cfg = tiny_config(tmp_path, "train.iterations=4", "train.ckpt_interval=2", "loss.name=contextrast")
+    result = train(cfg, TrainHooks(progress_bar=False))
+    assert result.status == "finished" and result.iteration == 4
+    logs = read_metrics(result.run_dir)
+    steps = [r for r in logs if "total" in r]
+    assert [r["iter"] for r in steps] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
+    assert "ccl" in steps[-1]
+    assert any("val" in r for r in logs)
+    model, card = load_checkpoint(result.final_checkpoint)
+    assert card.iteration == 4 and card.classes and len(card.palette) == len(card.classes)
+    assert model.num_classes == len(card.classes)
+    for kind in ("last", "best", "final"):
+        assert (result.run_dir / kind / "model.safetensors").is_file()
+
+
+def test_stop_and_cancel_requests(tmp_path):
+    calls = {"n": 0}
+
+    def stop_after_two():
+        calls["n"] += 1
+        return "stop" if calls["n"] >= 2 else None
+
+    res = train(tiny_config(tmp_path, "train.iterations=50"), TrainHooks(should_stop=stop_after_two, progress_bar=False))
+    assert res.status == "stopped" and res.iteration == 2 and res.final_checkpoint is not None
+    assert load_checkpoint(res.run_dir / "last")[1].iteration == 2
+
+    cancelled = train(
+        tiny_config(tmp_path / "c", "train.iterations=50"), TrainHooks(should_stop=lambda: "cancel", progress_bar=False)
+    )
+    assert cancelled.status == "cancelled" and cancelled.final_checkpoint is None
+
+
+def _train_cmd(tmp_path: Path, iterations: int) -> list[str]:
+    sets = TINY + [f"train.run_dir={tmp_path / 'run'}", f"train.iterations={iterations}", "train.ckpt_interval=1"]
+    return [sys.executable, "-m", "contextrast.cli", "train", "--no-progress"] + [a for s in sets for a in ("--set", s)]
+
+
+def test_kill_mid_run_then_resume_finishes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_train_cmd(tmp_path, 30), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    last = tmp_path / "run" / "last"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (last / "model_card.json").is_file() and load_checkpoint(last)[1].iteration >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(last)[1].iteration
+    assert 3 <= killed_at < 30
+    done = subprocess.run(_train_cmd(tmp_path, 30), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resumed from {last} at iteration" in done.stdout
+    model, card = load_checkpoint(tmp_path / "run" / "final")
+    assert card.iteration == 30
+    steps = [r for r in read_metrics(tmp_path / "run") if "total" in r]
+    assert steps[-1]["iter"] == 30 and all(r["total"] == r["total"] for r in steps)
+    ev = subprocess.run(
+        [sys.executable, "-m", "contextrast.cli", "eval", "--checkpoint", str(tmp_path / "run" / "final"),
+         "--data", "toy:n=4,size=64x80", "--split", "val"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr
+    assert "mIoU" in ev.stdout
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    sets = TINY + [f"train.run_dir={tmp_path / 'run'}", "train.iterations=3", "train.sync_bn=true", "train.device=cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "contextrast.cli", "train", "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _, card = load_checkpoint(tmp_path / "run" / "final")
+    assert card.iteration == 3
+
+
+def test_fine_tune_from_checkpoint_with_other_class_count(tmp_path):
+    first = train(tiny_config(tmp_path / "a", "train.iterations=1"), TrainHooks(progress_bar=False))
+    cfg = tiny_config(tmp_path / "b", "train.iterations=1", f"train.init_from={first.final_checkpoint}")
+    res = train(cfg, TrainHooks(progress_bar=False))
+    assert res.status == "finished"
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.lr=-1", "lr must be positive"),
+    ("train.batch_size=0", "batch_size must be a positive integer"),
+    ("train.data=nosuch:/x", "nosuch"),
+    ("model.align=warp", "align must be one of"),
+    ("train.grad_accum=3", "divisible"),
+])
+def test_bad_configs_fail_before_training(tmp_path, override, match):
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config(tmp_path, override), TrainHooks(progress_bar=False))
