@@ -114,6 +114,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sync_bn ignored on CPU" in done.stdout
     _, card = load_checkpoint(tmp_path / "run" / "final")
     assert card.iteration == 3
 

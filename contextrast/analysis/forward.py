@@ -13,23 +13,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from contextrast.data.transforms import normalize
 from contextrast.models import SCRNet, SCRNetOutput
-
-# ImageNet statistics, as the training transforms use (contextrast.data.transforms.normalize)
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def to_input(rgb: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float32 normalised with the training statistics."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {rgb.shape} dtype {rgb.dtype}")
-    try:
-        from contextrast.data.transforms import normalize
-    except ImportError:  # the data layer arrived later than this module; same statistics
-        x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).unsqueeze(0)
-    return torch.as_tensor(normalize(rgb)).float().unsqueeze(0)
+    return normalize(rgb).unsqueeze(0)
 
 
 @dataclass

@@ -84,7 +84,7 @@ def legend(labels: np.ndarray, classes: Sequence[str], palette: Sequence[Sequenc
     """One entry per class, with its colour and the share of pixels predicted as it."""
     counts = np.bincount(labels[labels != IGNORE_INDEX].ravel(), minlength=len(classes))[: len(classes)]
     total = max(int(labels.size), 1)
-    return [LegendEntry(i, name, "#%02x%02x%02x" % tuple(palette[i]), float(counts[i]) / total)
+    return [LegendEntry(i, name, "#" + "".join(f"{int(v):02x}" for v in palette[i]), float(counts[i]) / total)
             for i, name in enumerate(classes)]
 
 

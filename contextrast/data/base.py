@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ class SegmentationDataset(Dataset):
     """
 
     info: DatasetInfo
+    needs_root: ClassVar[bool] = True  # False for generated datasets (spec `name:key=value,...` instead of a root)
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")  # the split names a layout knows
 
     def __init__(self, info: DatasetInfo, split: str, transform: Transform | None = None,
                  samples: Sequence[tuple[Path, Path]] = (), label_map: LabelTransform | None = None) -> None:

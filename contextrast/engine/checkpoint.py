@@ -97,8 +97,9 @@ class ModelCard:
 
 
 
-def render_readme(card: ModelCard) -> str:
-    """Markdown model card generated from the JSON card (never parsed back)."""
+def render_readme(card: ModelCard, location: str | None = None) -> str:
+    """Markdown model card generated from the JSON card (never parsed back); `location`: the checkpoint path."""
+    where = location or card.name
     m = card.metrics or {}
     lines = [f"# {card.name}", "", f"SCRNet trained on **{card.dataset}** ({len(card.classes)} classes).", ""]
 
@@ -141,10 +142,10 @@ def render_readme(card: ModelCard) -> str:
         "",
         "```python",
         "from contextrast.engine.checkpoint import load_checkpoint",
-        f'model, card = load_checkpoint("{card.name}")',
+        f'model, card = load_checkpoint("{where}")',
         "```",
         "",
-        f"or `contextrast predict --checkpoint {card.name} IMAGE --out DIR`.",
+        f"or `contextrast predict --checkpoint {where} IMAGE --out DIR`.",
         "",
         "Generated from `model_card.json`; edit that file, not this one.",
         "",
@@ -298,7 +299,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard) -> Path
 
     def write(d: Path) -> None:
         _write_tensors(model.state_dict(), d / WEIGHTS_FILE, metadata={"format": "pt", "name": card.name})
-        _write_card(card, d)
+        _write_card(card, d, Path(path))
 
     return atomic_write_dir(path, write)
 
@@ -309,11 +310,11 @@ def _check_card_fits(model: nn.Module, card: ModelCard) -> None:
         raise ValueError(f"model predicts {num_classes} classes but the card lists {len(card.classes)}")
 
 
-def _write_card(card: ModelCard, d: Path) -> None:
+def _write_card(card: ModelCard, d: Path, location: Path) -> None:
     if not card.created:
         card.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     _write_json(card.to_dict(), d / CARD_FILE)
-    (d / README_FILE).write_text(render_readme(card), encoding="utf-8")
+    (d / README_FILE).write_text(render_readme(card, str(location)), encoding="utf-8")
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -436,7 +437,7 @@ def save_training_state(
         _write_tensors(opt_tensors, d / OPTIMIZER_FILE)
         (d / STATE_FILE).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         if card is not None:
-            _write_card(card, d)
+            _write_card(card, d, Path(path))
 
     return atomic_write_dir(path, write)
 

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from contextrast.config import IGNORE_INDEX
 from contextrast.engine.inference import predict_logits, resolve_device
-from contextrast.engine.metrics import BoundaryIoU, ConfusionMatrix, _json_float
+from contextrast.engine.metrics import BoundaryIoU, ConfusionMatrix, nan_to_none
 
 
 def _batches(dataset: Dataset, count: int, batch_size: int):
@@ -96,8 +96,8 @@ def evaluate(
     result: dict[str, Any] = confusion.compute().to_dict(classes)
     if boundary_iou is not None:
         b = boundary_iou.compute()
-        result["boundary_iou"] = _json_float(b["mean"])
-        result["per_class_boundary_iou"] = {c: _json_float(v) for c, v in zip(classes, b["per_class"])}
+        result["boundary_iou"] = nan_to_none(b["mean"])
+        result["per_class_boundary_iou"] = {c: nan_to_none(v) for c, v in zip(classes, b["per_class"])}
     result.update(
         classes=classes,
         images=done,

@@ -8,6 +8,7 @@ view is resized to the input size and the probabilities are averaged.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -16,9 +17,12 @@ from torch import Tensor, nn
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` → cuda when available, else cpu; `cuda` without a GPU is refused clearly."""
+    """`auto` → cuda when available (this process's LOCAL_RANK under torchrun), else cpu;
+    `cuda` without a GPU is refused clearly."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as e:

@@ -50,7 +50,7 @@ def _nan_mean(values: np.ndarray) -> float:
     return float(values[valid].mean()) if valid.any() else float("nan")
 
 
-def _json_float(v: float) -> float | None:
+def nan_to_none(v: float) -> float | None:
     return None if v is None or math.isnan(v) else float(v)
 
 
@@ -70,16 +70,16 @@ class SegMetrics:
         """JSON-safe dict (NaN → None). With `class_names`, per-class values are keyed by name."""
 
         def per_class(values: list[float]) -> list[float | None] | dict[str, float | None]:
-            cleaned = [_json_float(v) for v in values]
+            cleaned = [nan_to_none(v) for v in values]
             return dict(zip(class_names, cleaned)) if class_names is not None else cleaned
 
         if class_names is not None and len(class_names) != len(self.per_class_iou):
             raise ValueError(f"got {len(class_names)} class names for {len(self.per_class_iou)} classes")
         return {
-            "miou": _json_float(self.miou),
-            "macc": _json_float(self.macc),
-            "aacc": _json_float(self.aacc),
-            "fwiou": _json_float(self.fwiou),
+            "miou": nan_to_none(self.miou),
+            "macc": nan_to_none(self.macc),
+            "aacc": nan_to_none(self.aacc),
+            "fwiou": nan_to_none(self.fwiou),
             "per_class_iou": per_class(self.per_class_iou),
             "per_class_acc": per_class(self.per_class_acc),
             "confusion": self.confusion.astype(np.int64).tolist(),
@@ -87,29 +87,38 @@ class SegMetrics:
 
     def table(self, class_names: list[str] | None = None, boundary_iou: list[float] | None = None) -> str:
         """Plain-text table: one row per class (IoU, Acc, optionally Boundary IoU, in %), then the means."""
-        k = len(self.per_class_iou)
-        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-        if len(names) != k:
-            raise ValueError(f"got {len(names)} class names for {k} classes")
+        names = list(class_names) if class_names is not None else [str(i) for i in range(len(self.per_class_iou))]
+        d = self.to_dict(names)
+        if boundary_iou is not None:
+            d["per_class_boundary_iou"] = dict(zip(names, (nan_to_none(v) for v in boundary_iou)))
+            d["boundary_iou"] = nan_to_none(_nan_mean(np.asarray(boundary_iou, dtype=np.float64)))
+        return metrics_table(d)
 
-        def pct(v: float) -> str:
-            return "   n/a" if math.isnan(v) else f"{100 * v:6.2f}"
 
-        width = max(8, *(len(n) for n in names))
-        header = f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}" + (f"  {'B-IoU':>6}" if boundary_iou else "")
-        lines = [header, "-" * len(header)]
-        for i, name in enumerate(names):
-            row = f"{name:<{width}}  {pct(self.per_class_iou[i])}  {pct(self.per_class_acc[i])}"
-            if boundary_iou:
-                row += f"  {pct(boundary_iou[i])}"
-            lines.append(row)
-        lines.append("-" * len(header))
-        mean_row = f"{'mean':<{width}}  {pct(self.miou)}  {pct(self.macc)}"
-        if boundary_iou:
-            mean_row += f"  {pct(_nan_mean(np.asarray(boundary_iou, dtype=np.float64)))}"
-        lines.append(mean_row)
-        lines.append(f"aAcc {pct(self.aacc).strip()}   fwIoU {pct(self.fwiou).strip()}   (%)")
-        return "\n".join(lines)
+def metrics_table(m: dict[str, Any]) -> str:
+    """Per-class table + summary from a JSON-safe metrics dict (`SegMetrics.to_dict(names)` or `evaluate`'s):
+    fractions shown in %, None as n/a; boundary columns when `per_class_boundary_iou` is present."""
+
+    def pct(v: float | None) -> str:
+        return "   n/a" if v is None else f"{100 * v:6.2f}"
+
+    names = list(m["per_class_iou"])
+    has_b = m.get("per_class_boundary_iou") is not None
+    width = max(8, *(len(n) for n in names))
+    header = f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}" + (f"  {'B-IoU':>6}" if has_b else "")
+    lines = [header, "-" * len(header)]
+    for n in names:
+        row = f"{n:<{width}}  {pct(m['per_class_iou'][n])}  {pct(m['per_class_acc'][n])}"
+        if has_b:
+            row += f"  {pct(m['per_class_boundary_iou'][n])}"
+        lines.append(row)
+    lines.append("-" * len(header))
+    summary = f"mIoU {pct(m['miou']).strip()}  mAcc {pct(m['macc']).strip()}  aAcc {pct(m['aacc']).strip()}  "
+    summary += f"fwIoU {pct(m['fwiou']).strip()}"
+    if has_b:
+        summary += f"  boundary IoU {pct(m.get('boundary_iou')).strip()}"
+    lines.append(summary + "  (%)")
+    return "\n".join(lines)
 
 
 class ConfusionMatrix:
@@ -209,8 +218,9 @@ def mask_boundary(mask: np.ndarray, width: int) -> np.ndarray:
 class BoundaryIoU:
     """Per-class Boundary IoU accumulated over a dataset (Cheng et al. 2021; see module docstring).
 
-    Runs on CPU (OpenCV erosion). Pixels whose ground truth is `ignore_index` are left out of both the
-    intersection and the union; they still act as "not this class" when the bands are drawn.
+    Runs on CPU (OpenCV erosion). Pixels whose ground truth is `ignore_index` count as "not this class" in
+    both masks before the bands are drawn, so they never enter intersection or union, and a prediction that
+    is right on every labelled pixel scores 1 (as it does in the confusion matrix).
     """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, dilation_ratio: float = 0.02) -> None:
@@ -241,8 +251,8 @@ class BoundaryIoU:
         for c in np.union1d(np.unique(pred), np.unique(target[counted])):
             if not 0 <= c < self.num_classes:
                 raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or be ignore_index); got {c}")
-            gt_band = mask_boundary(target == c, d) & counted
-            pred_band = mask_boundary(pred == c, d) & counted
+            gt_band = mask_boundary(target == c, d)
+            pred_band = mask_boundary((pred == c) & counted, d)
             self.intersection[c] += int(np.count_nonzero(gt_band & pred_band))
             self.union[c] += int(np.count_nonzero(gt_band | pred_band))
 

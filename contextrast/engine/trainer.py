@@ -43,8 +43,9 @@ from contextrast.engine.checkpoint import (
     save_training_state,
 )
 from contextrast.engine.evaluate import evaluate
+from contextrast.engine.inference import resolve_device
 from contextrast.losses import build_loss
-from contextrast.models import SCRNetOutput, build_model
+from contextrast.models import build_model
 
 StopRequest = str | None  # None | "cancel" (stop now, no checkpoint) | "stop" (save, then stop)
 
@@ -70,17 +71,6 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # setup helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available (use auto or cpu)")
-    return device
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
@@ -179,7 +169,10 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
     model = build_model(cfg.model)
     init_note = load_init_weights(model, t.init_from) if t.init_from else ""
     if t.sync_bn and world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif main:  # torch's SyncBatchNorm has no CPU kernel
+            print("note: train.sync_bn ignored on CPU (SyncBatchNorm needs CUDA); BN statistics stay per process", flush=True)
     model.to(device)
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index).to(device)
     optimizer = build_optimizer(model, cfg)

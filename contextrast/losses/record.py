@@ -54,6 +54,7 @@ class LayerRecord:
         valid class) the exact Euclidean distance to its edge; 0 elsewhere. None when unused.
     anchors_raw / anchors: class → (D,) anchor before / after the contextual update.
     class_loss: class → L_i(n) (unweighted by λ_i).
+    loss: the layer's loss (mean of class_loss over present classes, unweighted by λ_i); NaN if unknown.
     """
 
     layer: int
@@ -65,6 +66,7 @@ class LayerRecord:
     anchors: dict[int, Tensor] = field(default_factory=dict)
     samples: SampledPixels = field(default_factory=SampledPixels.empty)
     class_loss: dict[int, float] = field(default_factory=dict)
+    loss: float = float("nan")
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""What every tab shares: the server state, the input components, and one request's analysis context."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from app.inputs import LabInput, resolve_input
+from app.samples import Samples
+from app.state import LoadedModel, ModelStore
+from contextrast.analysis.forward import ModelRun
+
+log = logging.getLogger("contextrast.app")
+
+MODEL_EVENTS = "model"  # concurrency group of every event that runs a model: one at a time on a small CPU
+
+
+@dataclass
+class Context:
+    """One request: the model, the decoded input and its (cached) analysis forward pass."""
+
+    loaded: LoadedModel
+    input: LabInput
+    run: ModelRun
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.loaded.card.classes)
+
+    @property
+    def palette(self) -> list[list[int]]:
+        return self.loaded.card.palette
+
+
+@dataclass
+class Lab:
+    store: ModelStore
+    samples: Samples
+    max_side: int = 2048
+    concurrency: int = 1
+    components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.components[k] for k in ("model", "sample", "image", "label")]
+
+    def context(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
+        loaded = self.store.get(model)
+        lab_input = resolve_input(self.samples, loaded.card, sample, image, label, self.max_side)
+        _, run = self.store.run(loaded.name, lab_input.rgb)
+        return Context(loaded, lab_input, run)
+
+    def model_event(self, **kwargs: Any) -> dict[str, Any]:
+        """Keyword arguments shared by every event that runs a model (concurrency group)."""
+        return dict(concurrency_limit=self.concurrency, concurrency_id=MODEL_EVENTS, **kwargs)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's ValueError/FileNotFoundError into a visible `gr.Error` with its message;
+    anything else is logged and reported briefly, and the app keeps serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, FileNotFoundError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 - a bug must not take the app down; the log keeps the trace
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}); the app is still running.") from None
+
+    return wrapper
+
+
+def status(*lines: str) -> str:
+    return "\n\n".join(line for line in lines if line)
+
+
+def notices_md(notices: list[str]) -> str:
+    return "\n".join(f"> ⚠️ {n}" for n in notices)

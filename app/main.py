@@ -1,0 +1,139 @@
+"""`contextrast app`: the Contextrast Lab. `build_ui(checkpoints, data_spec)` lays out the page;
+`launch(args)` serves it. Every view is a function in `contextrast.analysis`; this package only wires."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+
+from app.lab import Lab, user_errors
+from app.samples import UPLOAD, Samples
+from app.state import ModelStore, discover_checkpoints
+from app.tabs.bane import AUTO, build_bane
+from app.tabs.crm import build_crm
+from app.tabs.predict import build_predict
+from app.tabs.srm import build_srm
+
+HEADER = """# Contextrast Lab
+Look inside a segmentation network: **SCRNet** (learned upsampling offsets in the SRM, context attention in the
+CRM) trained with **Contextrast** (contrastive learning with boundary-aware hard negatives, BANE).
+Pick a sample or upload an image, then browse the tabs; everything is computed on this machine's CPU."""
+
+
+def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
+             toy_spec: str | None = "toy", concurrency: int = 1) -> gr.Blocks:
+    """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
+    optional dataset spec whose first available split (val, test, train) is listed with the toy samples."""
+    store = ModelStore([Path(p) for p in checkpoints])
+    samples = Samples(data_spec, toy_spec)
+    lab = Lab(store=store, samples=samples, max_side=max_side, concurrency=concurrency)
+    names = store.names()
+    sample_names = samples.names()
+    first_sample = sample_names[0] if sample_names else UPLOAD
+    notes = list(store.problems)
+    if not names:
+        notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "
+                     "`checkpoints/`, or start with `contextrast app --checkpoint DIR`. Train a small one with "
+                     "`contextrast train --set train.data=toy`.")
+
+    with gr.Blocks(title="Contextrast Lab") as demo:
+        gr.Markdown(HEADER)
+        gr.Markdown("\n".join(f"> ⚠️ {n}" for n in notes), visible=bool(notes))
+        with gr.Row():
+            with gr.Column(scale=1):
+                model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
+                sample = gr.Dropdown([UPLOAD, *sample_names], value=first_sample, label="Sample",
+                                     info="Built-in labelled samples; choose your upload to analyse your own image.")
+                label = gr.File(label="Label map for your upload (optional): PNG of class ids", type="filepath",
+                                file_types=[".png"])
+                go = gr.Button("Analyse", variant="primary")
+            with gr.Column(scale=2):
+                first_rgb = samples.load(first_sample)[0] if first_sample != UPLOAD else None
+                image = gr.Image(first_rgb, type="filepath", image_mode=None, label="Image (drop your own here)",
+                                 sources=["upload", "clipboard"], height=300, format="png")
+        lab.components.update(model=model, sample=sample, image=image, label=label)
+        with gr.Tabs():
+            with gr.Tab("Predict"):
+                predict_tab = build_predict(lab)
+            with gr.Tab("SRM offsets"):
+                srm_tab = build_srm(lab)
+            with gr.Tab("CRM attention"):
+                crm_tab = build_crm(lab)
+            with gr.Tab("BANE"):
+                bane_tab = build_bane(lab)
+
+        outputs = predict_tab.outputs + srm_tab.outputs + crm_tab.outputs + bane_tab.outputs
+        controls = predict_tab.controls + srm_tab.controls + crm_tab.controls + bane_tab.controls
+        assert [len(t.controls) for t in (predict_tab, srm_tab, crm_tab, bane_tab)] == [2, 2, 2, 3]  # analyse's args
+
+        @user_errors
+        def analyse(model_name, sample_name, image_path, label_path, opacity, shown_classes, srm_step, arrows,
+                    query_y, query_x, k_s, bane_layer, bane_class) -> list[Any]:
+            """All four views of one image from one (cached) forward pass."""
+            ctx = lab.context(model_name, sample_name, image_path, label_path)
+            return (predict_tab.draw(ctx, opacity, shown_classes) + srm_tab.draw(ctx, srm_step, arrows)
+                    + crm_tab.draw(ctx, query_y, query_x) + bane_tab.draw(lab, ctx, k_s, bane_layer, bane_class))
+
+        def load_sample(sample_name: str | None):
+            """Show the picked sample in the image box (an upload stays as it is)."""
+            if not sample_name or sample_name == UPLOAD:
+                return gr.skip()
+            return samples.load(sample_name)[0]
+
+        def use_upload() -> str:
+            return UPLOAD
+
+        def model_classes(model_name: str | None):
+            card = store.cards.get(model_name)
+            names_ = list(card.classes) if card else []
+            return gr.CheckboxGroup(choices=names_, value=names_), gr.Dropdown(choices=[AUTO, *names_], value=AUTO)
+
+        run_all = dict(fn=analyse, inputs=lab.inputs + controls, outputs=outputs)
+        gr.on([go.click, demo.load], **run_all, **lab.model_event(api_name="analyse"))
+        sample.input(load_sample, sample, image, api_name="load_sample", concurrency_limit=4).then(
+            **run_all, **lab.model_event(api_name="analyse_sample"))
+        image.upload(use_upload, None, sample, api_name="use_upload", concurrency_limit=4).then(
+            **run_all, **lab.model_event(api_name="analyse_upload"))
+        label.upload(use_upload, None, sample, api_name="use_label", concurrency_limit=4).then(
+            **run_all, **lab.model_event(api_name="analyse_label"))
+        model.input(model_classes, model, [predict_tab.classes, bane_tab.controls[2]], api_name="model_classes",
+                    concurrency_limit=4).then(**run_all, **lab.model_event(api_name="analyse_model"))
+    demo.lab = lab  # for tests and benchmarks: the server state behind the page
+    return demo
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth must look like user:password")
+    return user, password
+
+
+def check_host(host: str, auth: tuple[str, str] | None, insecure: bool) -> None:
+    """Serving beyond this machine needs a password (or an explicit --insecure)."""
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if not local and auth is None and not insecure:
+        raise ValueError(f"--host {host} exposes the lab to the network: add --auth user:password "
+                         "(or --insecure if you really mean an open server)")
+
+
+def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Blocks:
+    """Serve the lab as `contextrast app` was asked to; returns the running Blocks."""
+    auth = parse_auth(args.auth)
+    check_host(args.host, auth, args.insecure)
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))  # one request's matmuls use the cores, no more
+    checkpoints = discover_checkpoints(args.checkpoints_dir, args.checkpoint or [])
+    demo = build_ui(checkpoints, args.data, max_side=args.max_side)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,
+                prevent_thread_lock=prevent_thread_lock, show_error=True, quiet=prevent_thread_lock,
+                footer_links=["api"])
+    return demo

@@ -1,0 +1,66 @@
+"""Labelled samples the lab can show without any upload: the built-in toy set, and optionally one
+split of a dataset given with `--data SPEC`. Names look like `toy/val_00003`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from contextrast.data import SegmentationDataset, build_dataset
+from contextrast.data.info import DatasetInfo
+
+UPLOAD = "(your upload)"
+SPLIT_PREFERENCE = ("val", "test", "train")
+
+
+@dataclass
+class SampleSet:
+    label: str  # shown before each sample name, e.g. "toy" or "camvid:val"
+    dataset: SegmentationDataset
+
+
+class Samples:
+    """Browsable labelled samples: `names()` for a dropdown, `load(name)` → (rgb, labels, dataset info).
+
+    At most `limit` samples per set are listed, so a big split does not make a huge dropdown.
+    """
+
+    def __init__(self, data_spec: str | None = None, toy_spec: str | None = "toy", limit: int = 200) -> None:
+        self.sets: list[SampleSet] = []
+        self.limit = limit
+        if toy_spec:
+            self.sets.append(SampleSet("toy", build_dataset(toy_spec, "val")))
+        if data_spec:
+            self.sets.append(self._open(data_spec))
+        self._index: dict[str, tuple[SampleSet, int]] = {}
+        for s in self.sets:
+            for i in range(min(len(s.dataset), limit)):
+                self._index[f"{s.label}/{s.dataset.sample_name(i)}"] = (s, i)
+
+    @staticmethod
+    def _open(spec: str) -> SampleSet:
+        errors = []
+        for split in SPLIT_PREFERENCE:
+            try:
+                ds = build_dataset(spec, split)
+            except ValueError as e:  # this split does not exist for this dataset
+                errors.append(str(e))
+                continue
+            if len(ds):
+                return SampleSet(f"{ds.info.name}:{split}", ds)
+        raise ValueError(f"dataset {spec!r} has no usable split among {', '.join(SPLIT_PREFERENCE)}: "
+                         + "; ".join(errors))
+
+    def names(self) -> list[str]:
+        return list(self._index)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def load(self, name: str) -> tuple[np.ndarray, np.ndarray, DatasetInfo]:
+        if name not in self._index:
+            raise ValueError(f"unknown sample {name!r}; pick one from the list or upload an image")
+        s, i = self._index[name]
+        rgb, mask = s.dataset.load(i)
+        return rgb, np.asarray(mask).astype(np.int64), s.dataset.info

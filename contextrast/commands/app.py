@@ -1,0 +1,38 @@
+"""`contextrast app`: start the Contextrast Lab web app (Gradio)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "start the Contextrast Lab web app (predictions, SRM offsets, CRM attention, BANE sampling)"
+EXAMPLES = """  contextrast app                                   # every checkpoint in checkpoints/, on 127.0.0.1:7860
+  contextrast app --checkpoint runs/toy/final --data camvid:/data/camvid
+  contextrast app --host 0.0.0.0 --auth alice:secret --port 8080"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                   help="a checkpoint directory to load besides those in --checkpoints-dir (repeatable)")
+    p.add_argument("--checkpoints-dir", default="checkpoints", metavar="DIR",
+                   help="load every sub-directory with a model_card.json (default: checkpoints)")
+    p.add_argument("--data", metavar="SPEC", help="a dataset spec, e.g. camvid:/data/camvid, whose val (or test, "
+                   "train) split is listed with the built-in toy samples")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; other than localhost needs --auth or --insecure")
+    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    p.add_argument("--insecure", action="store_true", help="allow a non-local --host without --auth")
+    p.add_argument("--max-file-size", default="20mb", help="largest upload accepted, e.g. 20mb (default)")
+    p.add_argument("--max-side", type=int, default=2048,
+                   help="images with a longer side are shrunk to this many pixels, with a notice (default 2048)")
+    p.add_argument("--no-worker", action="store_true",
+                   help="do not start the fine-tuning worker (accepted now; the worker arrives with the jobs issue)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.main import check_host, launch, parse_auth
+
+    check_host(args.host, parse_auth(args.auth), args.insecure)  # fail before importing torch-heavy parts
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be 1..65535; got {args.port}")
+    launch(args)
+    return 0

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "segment images with a checkpoint: writes <stem>_mask.png (class colours) and <stem>_overlay.png"
+EXAMPLES = """  contextrast predict --checkpoint checkpoints/camvid-scrnet-ce street.png --out predictions/
+  contextrast predict --checkpoint runs/camvid/final frames/*.png --out out/ --flip --scales 0.75 1.0 1.25
+  contextrast predict --checkpoint runs/camvid/final big.jpg --out out/ --crop 360 480 --alpha 0.6"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (model.safetensors + model_card.json)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything OpenCV reads: png, jpg, …)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--scales", nargs="+", type=float, default=[1.0], metavar="S", help="test scales (default: 1.0)")
+    p.add_argument("--crop", nargs=2, type=int, metavar=("H", "W"), help="sliding-window size for large images")
+    p.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay, 0..1 (default: 0.5)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from contextrast.data.palette import colorize
+    from contextrast.data.transforms import normalize
+    from contextrast.engine.checkpoint import load_checkpoint
+    from contextrast.engine.inference import predict_logits, resolve_device
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must lie in [0, 1]; got {args.alpha}")
+    device = resolve_device(args.device)
+    model, card = load_checkpoint(args.checkpoint, device=device)
+    if len(card.palette) != model.num_classes:
+        raise ValueError(f"checkpoint {args.checkpoint} has {len(card.palette)} palette colours for "
+                         f"{model.num_classes} classes")
+    stems = [Path(n).stem for n in args.images]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f"several images share the file stem(s) {clashes}; their outputs would overwrite each other")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name in args.images:
+        path = Path(name)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if bgr is None:
+            reason = "does not exist" if not path.exists() else "is not an image OpenCV can read"
+            print(f"contextrast predict: skipping {path}: it {reason}", file=sys.stderr)
+            failed += 1
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        image = normalize(rgb).unsqueeze(0).to(device)
+        probs = predict_logits(model, image, crop=tuple(args.crop) if args.crop else None,
+                               flip=args.flip, scales=tuple(args.scales))
+        labels = probs.argmax(dim=1)[0].cpu().numpy()
+        mask = colorize(labels, card.palette)
+        overlay = (rgb.astype(np.float32) * (1 - args.alpha) + mask.astype(np.float32) * args.alpha).round()
+        overlay = overlay.clip(0, 255).astype(np.uint8)
+        written = []
+        for suffix, picture in (("mask", mask), ("overlay", overlay)):
+            target = out_dir / f"{path.stem}_{suffix}.png"
+            if not cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+                raise ValueError(f"could not write {target}")
+            written.append(str(target))
+        print(f"{path} → {', '.join(written)}")
+    if failed:
+        print(f"contextrast predict: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a background fine-tuning worker (huey consumer) for the jobs queued in a runs directory"
+EXAMPLES = """  contextrast worker                          # serves runs/queue.sqlite3 with one job slot
+  contextrast worker --runs-dir /data/runs --workers 2
+  CONTEXTRAST_REDIS_URL=redis://queue-host:6379/0 contextrast worker   # one of several machines sharing a queue"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default="runs", help="where job records, runs and the SQLite queue live")
+    p.add_argument("--workers", type=int, default=1, help="jobs run at the same time by this worker")
+    p.add_argument("--redis-url", default=None,
+                   help="Redis queue and records instead of SQLite (default: $CONTEXTRAST_REDIS_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from contextrast.jobs.worker import run_worker
+
+    return run_worker(args.runs_dir, args.workers, args.redis_url)

@@ -1,0 +1,181 @@
+"""CCL (contextual contrastive loss) with BANE negatives: `contextrast`, and `ccl` (random negatives only).
+
+METHOD.md §2. Per layer i (of four), with Y_i the nearest-downsampled ground truth:
+- anchors a_i^n = batch mean of class-n embeddings; contextual update â_i^n = w_l·a_i^n + w_h·a_I^n
+  where n is present at the deepest layer I; L2-normalised;
+- per anchor, ≤ P positives (class-n pixels) and ≤ K negatives, drawn uniformly; negatives are BANE's
+  kept error pixels of n first, then random other-class pixels (switch `negatives`);
+- L_i(n) = −(1/|Z₊|) Σ_{z₊} log( e^{â·z₊/τ} / (e^{â·z₊/τ} + Σ_{z₋} e^{â·z₋/τ}) ),
+  L_i = mean over classes present at layer i, L_CCL = Σ_i λ_i L_i.
+Gradients reach the embeddings both through the sampled pixels and through the anchors (class means).
+Everything is vectorised over images and classes; the only Python loop is over the four layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from contextrast.config import IGNORE_INDEX, LossConfig
+from contextrast.losses.anchors import class_means, contextual_update
+from contextrast.losses.bane import BaneSelection, bane_negatives
+from contextrast.losses.base import LOSSES, SegmentationLoss
+from contextrast.losses.grid import flat_to_coords, nearest_resize, prediction_at, similarity_to
+from contextrast.losses.record import BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE, LayerRecord, SampledPixels
+from contextrast.losses.sampling import top_keys
+
+_FILL = -1e9  # stands in for log 0 on unused negative slots: finite, so no NaN gradient when a row is empty
+
+
+def info_nce(pos: Tensor, pos_ok: Tensor, neg: Tensor, neg_ok: Tensor) -> Tensor:
+    """Pixel-to-anchor InfoNCE per anchor. pos (R, P), neg (R, Q): similarities already divided by τ;
+    *_ok mark real samples. Returns (R,): −mean_p log(e^{s_p} / (e^{s_p} + Σ_q e^{s_q})); 0 for a row with
+    no positive, and exactly 0 for a row with no negative."""
+    lse_neg = torch.logsumexp(torch.where(neg_ok, neg, _FILL), dim=1, keepdim=True)
+    per_positive = torch.logaddexp(pos, lse_neg) - pos
+    return (per_positive * pos_ok).sum(1) / pos_ok.sum(1).clamp(min=1)
+
+
+class ContextualContrastiveLoss(SegmentationLoss):
+    """CE + α·L_CCL. `negatives`: 'bane+random' | 'bane' | 'random' (METHOD.md §2 "BANE")."""
+
+    needs_embeddings = True
+    term_name = "ccl"
+
+    def __init__(self, cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, negatives: str = ""):
+        super().__init__(cfg, num_classes, ignore_index)
+        self.negatives = negatives or cfg.negatives
+        if self.negatives not in ("bane+random", "bane", "random"):
+            raise ValueError(f"negatives must be one of bane+random, bane, random; got {self.negatives!r}")
+
+    def contrastive(
+        self, logits: Tensor, embeddings: list[Tensor], target: Tensor, generator: torch.Generator, record: bool
+    ) -> tuple[Tensor, list[LayerRecord]]:
+        weights = self.cfg.layer_weights
+        if len(embeddings) != len(weights):
+            raise ValueError(f"expected {len(weights)} embedding maps (one per λ_i); got {len(embeddings)}")
+        k = self.num_classes
+        labels = [nearest_resize(target, tuple(e.shape[-2:])) for e in embeddings]
+        raw = [class_means(e, y, k) for e, y in zip(embeddings, labels)]
+        deep, deep_counts = raw[-1]
+        use_bane = self.negatives != "random"
+        total = logits.new_zeros((), dtype=torch.float32)
+        layers: list[LayerRecord] = []
+        for i, (emb, y, (means, counts)) in enumerate(zip(embeddings, labels, raw)):
+            anchors = contextual_update(means, counts > 0, deep, deep_counts > 0, self.cfg.w_h)
+            pred_i = prediction_at(logits, tuple(emb.shape[-2:])) if use_bane else None
+            bane = bane_negatives(pred_i, y, self.cfg.bane_percent, self.ignore_index) if pred_i is not None else None
+            layer_loss, class_loss, samples = self._layer(emb, y, pred_i, bane, anchors, counts > 0, generator, record)
+            total = total + weights[i] * layer_loss
+            if record:
+                layers.append(self._record(i, y, pred_i, bane, means, anchors, counts, class_loss, samples, layer_loss))
+        return total, layers
+
+    def _layer(
+        self,
+        emb: Tensor,
+        y: Tensor,
+        pred: Tensor | None,
+        bane: BaneSelection | None,
+        anchors: Tensor,
+        present: Tensor,
+        generator: torch.Generator,
+        record: bool,
+    ) -> tuple[Tensor, Tensor, SampledPixels | None]:
+        """One layer: sample per anchor, InfoNCE per class, mean over present classes.
+        Returns (L_i, per-class L_i(n) (K,), the sampled pixels when recording)."""
+        k, n = self.num_classes, y.numel()
+        flat_y = y.reshape(-1)
+        cls = torch.arange(k, device=y.device)[:, None]
+        keys = torch.rand(k, n, generator=generator, device=y.device)  # one i.i.d. key per (anchor, pixel)
+        is_pos = flat_y[None] == cls  # (K, N); ignored pixels never match
+        other = (flat_y[None] != cls) & (flat_y != self.ignore_index)[None]
+        neg_inf = torch.tensor(float("-inf"), device=y.device)
+        pos_idx, pos_ok = top_keys(torch.where(is_pos, keys, neg_inf), self.cfg.max_positives)
+        hard = None
+        if bane is not None and pred is not None:
+            hard = (pred.reshape(-1)[None] == cls) & bane.keep.reshape(-1)[None]  # kept error pixels of n
+        if hard is None:
+            neg_keys = torch.where(other, keys, neg_inf)
+        elif self.negatives == "bane":
+            neg_keys = torch.where(hard, keys, neg_inf)
+        else:  # bane+random: every BANE candidate (key in [1, 2)) ranks before any random fill (key in [0, 1))
+            neg_keys = torch.where(other, keys + hard, neg_inf)
+        neg_idx, neg_ok = top_keys(neg_keys, self.cfg.max_negatives)
+        sims = similarity_to(anchors, emb)  # (K, N)
+        pos, neg = sims.gather(1, pos_idx) / self.cfg.tau, sims.gather(1, neg_idx) / self.cfg.tau
+        class_loss = info_nce(pos, pos_ok, neg, neg_ok)
+        layer_loss = (class_loss * present).sum() / present.sum().clamp(min=1)
+        samples = None
+        if record:
+            neg_hard = hard.gather(1, neg_idx) if hard is not None else torch.zeros_like(neg_ok)
+            samples = self._samples(emb, pos_idx, pos_ok, neg_idx, neg_ok, neg_hard, bane)
+        return layer_loss, class_loss, samples
+
+    @staticmethod
+    def _samples(
+        emb: Tensor, pos_idx: Tensor, pos_ok: Tensor, neg_idx: Tensor, neg_ok: Tensor, neg_hard: Tensor, bane
+    ) -> SampledPixels:
+        k = pos_idx.shape[0]
+        cls = torch.arange(k, device=pos_idx.device)[:, None]
+        idx = torch.cat([pos_idx[pos_ok], neg_idx[neg_ok]])
+        owner = torch.cat([cls.expand_as(pos_idx)[pos_ok], cls.expand_as(neg_idx)[neg_ok]])
+        role = torch.cat(
+            [
+                torch.full((int(pos_ok.sum()),), POSITIVE, device=idx.device),
+                torch.where(neg_hard[neg_ok], BANE_NEGATIVE, RANDOM_NEGATIVE),
+            ]
+        )
+        distance = torch.full(idx.shape, float("nan"), device=idx.device)
+        if bane is not None:
+            is_bane = role == BANE_NEGATIVE
+            distance[is_bane] = bane.distance.reshape(-1)[idx[is_bane]]
+        image, yy, xx = flat_to_coords(idx, tuple(emb.shape[-2:]))
+        return SampledPixels(
+            image=image.cpu(),
+            y=yy.cpu(),
+            x=xx.cpu(),
+            cls=owner.cpu(),
+            role=role.to(torch.uint8).cpu(),
+            distance=distance.cpu(),
+        )
+
+    @staticmethod
+    def _record(
+        layer: int,
+        y: Tensor,
+        pred: Tensor | None,
+        bane: BaneSelection | None,
+        means: Tensor,
+        anchors: Tensor,
+        counts: Tensor,
+        class_loss: Tensor,
+        samples: SampledPixels | None,
+        layer_loss: Tensor,
+    ) -> LayerRecord:
+        present = counts.nonzero().squeeze(1).tolist()
+        losses = class_loss.detach().cpu()
+        return LayerRecord(
+            layer=layer,
+            grid=(int(y.shape[-2]), int(y.shape[-1])),
+            labels=y.cpu(),
+            prediction=pred.cpu() if pred is not None else None,
+            error_distance=bane.distance.cpu() if bane is not None else None,
+            anchors_raw={c: means[c].detach().cpu() for c in present},
+            anchors={c: anchors[c].detach().cpu() for c in present},
+            samples=samples if samples is not None else SampledPixels.empty(),
+            class_loss={c: float(losses[c]) for c in present},
+            loss=float(layer_loss.detach()),
+        )
+
+
+@LOSSES.register("contextrast")
+def build_contextrast(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX) -> ContextualContrastiveLoss:
+    """CE + α·CCL with BANE negatives (`cfg.negatives`, default bane+random)."""
+    return ContextualContrastiveLoss(cfg, num_classes, ignore_index)
+
+
+@LOSSES.register("ccl")
+def build_ccl(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX) -> ContextualContrastiveLoss:
+    """CE + α·CCL with random negatives only, whatever `cfg.negatives` says (METHOD.md §2 "Baselines")."""
+    return ContextualContrastiveLoss(cfg, num_classes, ignore_index, negatives="random")

@@ -1,0 +1,68 @@
+"""Putting labels and predictions on each layer's grid (METHOD.md §2: "Y_i = ground truth nearest-downsampled")."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def nearest_indices(size_in: int, size_out: int, device: torch.device) -> Tensor:
+    """The source index of every output position under torch's 'nearest' resize (taken from
+    `F.interpolate` itself on an index ramp, so the two can never disagree)."""
+    ramp = torch.arange(size_in, device=device, dtype=torch.float32).view(1, 1, size_in)
+    return F.interpolate(ramp, size=size_out, mode="nearest").view(-1).long()
+
+
+def nearest_resize(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, H, W) integer map → (B, h, w) long, nearest neighbour as `F.interpolate(mode='nearest')`."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.long()
+    rows = nearest_indices(labels.shape[-2], size[0], labels.device)
+    cols = nearest_indices(labels.shape[-1], size[1], labels.device)
+    return labels[:, rows[:, None], cols[None, :]].long()
+
+
+def prediction_at(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """argmax(logits).detach() nearest-downsampled to `size`: (B, K, H, W) → (B, h, w) long.
+
+    Picks the logits of the pixels nearest sampling keeps, then takes the argmax there: the same
+    labels as argmax-then-resize, without an argmax over the full-resolution map (slow on CPU)."""
+    logits = logits.detach()
+    if tuple(logits.shape[-2:]) != tuple(size):
+        rows = nearest_indices(logits.shape[-2], size[0], logits.device)
+        cols = nearest_indices(logits.shape[-1], size[1], logits.device)
+        logits = logits[:, :, rows[:, None], cols[None, :]]
+    return logits.argmax(1)
+
+
+def flat_to_coords(index: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat pixel indices into a (B, h, w) grid → (image, y, x)."""
+    h, w = size
+    return index // (h * w), (index % (h * w)) // w, index % w
+
+
+def gather_pixels(features: Tensor, index: Tensor) -> Tensor:
+    """features (B, D, h, w), index (...) flat into (B, h, w) → (..., D), without a channels-last copy."""
+    b, d, h, w = features.shape
+    flat = features.reshape(b, d, h * w)
+    return flat[index // (h * w), :, index % (h * w)]
+
+
+def similarity_to(anchors: Tensor, features: Tensor) -> Tensor:
+    """anchors (K, D), features (B, D, h, w) → (K, B·h·w) fp32 dot products, columns in flat (b, y, x) order.
+
+    One dense matmul over every pixel: on CPU it beats gathering the sampled pixels (strided gathers and
+    scatters in backward), and it stays deterministic on CUDA (no atomic index_put)."""
+    b, d = features.shape[:2]
+    sims = torch.matmul(anchors.float(), features.reshape(b, d, -1).float())  # (B, K, N)
+    return sims.transpose(0, 1).reshape(anchors.shape[0], -1)
+
+
+def one_hot_bkn(labels: Tensor, num_classes: int) -> Tensor:
+    """(B, N) labels with out-of-range (ignore) values → (B, K, N) float one-hot, all-zero for ignored pixels."""
+    valid = (labels >= 0) & (labels < num_classes)
+    idx = torch.where(valid, labels, num_classes)
+    out = torch.zeros(labels.shape[0], num_classes + 1, labels.shape[1], device=labels.device)
+    out.scatter_(1, idx[:, None], 1.0)
+    return out[:, :num_classes]

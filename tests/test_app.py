@@ -1,0 +1,274 @@
+"""The lab app launched in-process and driven through every tab's endpoint with gradio_client,
+bad inputs included; the app must answer each with a visible message and keep serving."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from app.main import build_ui, check_host, launch  # noqa: E402
+from contextrast.cli import main as cli_main  # noqa: E402
+from contextrast.data.toy import TOY  # noqa: E402
+from contextrast.engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
+from contextrast.models import build_model  # noqa: E402
+
+SAMPLE = "toy/val_00000"
+CLASSES = list(TOY.classes)
+PREDICT = dict(opacity_value=0.5, shown=CLASSES)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_checkpoint(path: Path, **model) -> Path:
+    torch.manual_seed(0)
+    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32, **model})
+    if net.config.align != "bilinear":
+        with torch.no_grad():
+            for step in net.decoder:
+                torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
+    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=CLASSES,
+                     palette=[list(c) for c in TOY.palette])
+    return save_checkpoint(path, net, card)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    write_checkpoint(root / "checkpoints" / "toy-srm")
+    write_checkpoint(root / "extra" / "toy-bilinear", align="bilinear", context="ppm")
+    (root / "checkpoints" / "not-a-checkpoint").mkdir()  # no card: not listed
+    args = argparse.Namespace(checkpoint=[str(root / "extra" / "toy-bilinear")],
+                              checkpoints_dir=str(root / "checkpoints"), data=None, port=free_port(),
+                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256)
+    demo = launch(args, prevent_thread_lock=True)
+    client = Client(f"http://127.0.0.1:{args.port}/", verbose=False)
+    yield demo, client, root
+    client.close() if hasattr(client, "close") else None
+    demo.close()
+
+
+def save_png(path: Path, array: np.ndarray) -> str:
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def toy_image(root: Path) -> str:
+    from contextrast.data import build_dataset
+
+    rgb, mask = build_dataset("toy", "val").load(1)
+    save_png(root / "mask.png", mask.astype(np.uint8))
+    return save_png(root / "upload.png", rgb)
+
+
+def call(client: Client, api: str, *args, **kwargs):
+    return client.predict(*args, api_name=api, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- structure
+
+
+def test_every_event_has_an_api_name_and_model_events_are_limited(lab):
+    demo, client, _ = lab
+    fns = list(demo.fns.values())
+    assert fns and all(fn.api_name for fn in fns)
+    heavy = [fn for fn in fns if fn.concurrency_id == "model"]
+    assert {"predict", "srm", "crm", "crm_pick", "bane", "analyse"} <= {fn.api_name for fn in heavy}
+    assert all(fn.concurrency_limit == 1 for fn in heavy)
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/predict", "/srm", "/crm", "/bane", "/analyse", "/load_sample"} <= set(endpoints)
+
+
+def test_checkpoints_are_discovered(lab):
+    demo, _, _ = lab
+    assert demo.lab.store.names() == ["toy-srm", "toy-bilinear"]
+
+
+def test_no_checkpoints_still_builds_with_a_notice():
+    demo = build_ui([])
+    assert demo.lab.store.names() == []
+    with pytest.raises(ValueError, match="no model"):
+        demo.lab.store.get(None)
+
+
+def test_host_needs_auth_or_insecure():
+    check_host("127.0.0.1", None, False)
+    check_host("0.0.0.0", ("u", "p"), False)
+    check_host("0.0.0.0", None, True)
+    with pytest.raises(ValueError, match="--auth"):
+        check_host("0.0.0.0", None, False)
+    assert cli_main(["app", "--host", "0.0.0.0", "--checkpoints-dir", "/nonexistent"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- tabs
+
+
+def test_analyse_fills_every_tab(lab):
+    _, client, _ = lab
+    out = call(client, "/analyse", "toy-srm", SAMPLE, None, None, 0.5, CLASSES, "1/8 → 1/4", 24, 10, 20, 50,
+               "E2 (1/8)", "auto (most hard negatives)")
+    assert len(out) == 6 + 10 + 5 + 5
+    assert Path(out[0]).is_file() and "forward pass" in out[5]
+    assert "Step" in out[15] and "Query pixel" in out[20] and "sampled" in out[25]
+
+
+def test_predict_tab(lab):
+    _, client, _ = lab
+    overlay, compare, legend, conf, ent, info = call(client, "/predict", "toy-srm", SAMPLE, None, None, 0.3,
+                                                     ["disc", "bar"])
+    img = np.asarray(Image.open(overlay))
+    assert img.shape[2] in (3, 4) and Path(conf).is_file() and Path(ent).is_file()
+    assert compare is not None and "Pixel accuracy" in info and "background" in legend
+
+
+def test_srm_tab_every_step_and_a_model_without_srm(lab):
+    _, client, _ = lab
+    for step in ("1/32 → 1/16", "1/16 → 1/8", "1/8 → 1/4"):
+        out = call(client, "/srm", "toy-srm", SAMPLE, None, None, step, 16)
+        assert all(o is not None for o in out) and step in out[-1]
+    out = call(client, "/srm", "toy-bilinear", SAMPLE, None, None, "1/8 → 1/4", 16)
+    assert out[0] is None and "bilinear" in out[-1]
+
+
+def test_crm_tab(lab):
+    _, client, _ = lab
+    overlay, fig, y, x, info = call(client, "/crm", "toy-srm", SAMPLE, None, None, 30, 40)
+    assert Path(overlay).is_file() and fig is not None and (y, x) == (30, 40) and "Query pixel" in info
+    overlay, fig, *_, info = call(client, "/crm", "toy-bilinear", SAMPLE, None, None, 30, 40)
+    assert overlay is None and "no CRM" in info
+
+
+def test_bane_tab_with_and_without_labels(lab):
+    _, client, root = lab
+    err, dist, samples, losses, info = call(client, "/bane", "toy-srm", SAMPLE, None, None, 30, "E1 (1/4)", "disc")
+    assert Path(err).is_file() and samples is not None and losses is not None and "K_s = 30" in info
+    image = toy_image(root)
+    out = call(client, "/bane", "toy-srm", "(your upload)", handle_file(image), None, 50, "E2 (1/8)",
+               "auto (most hard negatives)")
+    assert out[0] is None and "needs a ground truth" in out[-1]
+    out = call(client, "/bane", "toy-srm", "(your upload)", handle_file(image), handle_file(str(root / "mask.png")),
+               50, "E2 (1/8)", "auto (most hard negatives)")
+    assert out[0] is not None and "sampled" in out[-1]
+
+
+def test_load_sample(lab):
+    _, client, _ = lab
+    path = call(client, "/load_sample", SAMPLE)
+    assert np.asarray(Image.open(path)).shape[:2] == (128, 160)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_uploads_are_converted_with_notices(lab):
+    _, client, root = lab
+    gray = save_png(root / "gray.png", np.full((64, 80), 90, np.uint8))
+    rgba = np.zeros((64, 80, 4), np.uint8)
+    rgba[..., 3] = 128
+    deep = root / "deep.png"
+    Image.fromarray(np.full((64, 80), 40000, np.uint16)).save(deep)
+    for path, words in ((gray, "Grayscale"), (save_png(root / "rgba.png", rgba), "Transparent"),
+                        (str(deep), "16-bit")):
+        info = call(client, "/predict", "toy-srm", "(your upload)", handle_file(path), None, **PREDICT)[-1]
+        assert words in info
+
+
+def test_huge_image_is_resized_with_a_visible_notice(lab):
+    _, client, root = lab
+    big = save_png(root / "big.png", (np.random.default_rng(0).random((300, 600, 3)) * 255).astype(np.uint8))
+    info = call(client, "/predict", "toy-srm", "(your upload)", handle_file(big), None, **PREDICT)[-1]
+    assert "resized from 600×300 to 256×128" in info
+
+
+def test_bad_inputs_give_messages_and_the_app_keeps_serving(lab):
+    _, client, root = lab
+    corrupt = root / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    text = root / "notes.png"
+    text.write_text("this is not an image")
+    image = toy_image(root)
+    wrong_size = save_png(root / "small_mask.png", np.zeros((10, 10), np.uint8))
+    unknown = save_png(root / "bad_mask.png", np.full((128, 160), 7, np.uint8))
+    cases = [
+        ((handle_file(str(corrupt)), None), "image"),
+        ((handle_file(str(text)), None), "image"),
+        ((handle_file(image), handle_file(wrong_size)), "must match"),
+        ((handle_file(image), handle_file(unknown)), "outside the allowed"),
+        ((None, None), "Upload an image"),
+    ]
+    for (img, lbl), words in cases:
+        with pytest.raises(AppError, match=words):
+            call(client, "/predict", "toy-srm", "(your upload)", img, lbl, **PREDICT)
+    with pytest.raises(AppError, match="not in the list of choices|unknown model"):
+        call(client, "/predict", "nope", SAMPLE, None, None, **PREDICT)
+    assert "forward pass" in call(client, "/predict", "toy-srm", SAMPLE, None, None, **PREDICT)[-1]
+
+
+def test_uploads_over_max_file_size_are_refused(lab):
+    _, client, root = lab
+    noise = (np.random.default_rng(1).random((700, 700, 3)) * 255).astype(np.uint8)  # ~1.5 MB as PNG
+    path = save_png(root / "noise.png", noise)
+    assert Path(path).stat().st_size > 1_000_000
+    with pytest.raises(Exception, match="(?i)exceeds the maximum file size|413|too large"):
+        call(client, "/predict", "toy-srm", "(your upload)", handle_file(path), None, **PREDICT)
+    assert "forward pass" in call(client, "/predict", "toy-srm", SAMPLE, None, None, **PREDICT)[-1]
+
+
+def test_concurrent_requests(lab):
+    _, client, _ = lab
+    results, errors = {}, []
+
+    def worker(i: int) -> None:
+        try:
+            c = Client(client.src, verbose=False)
+            results[i] = call(c, "/crm", "toy-srm", f"toy/val_{i:05d}", None, None, 20, 20)[-1]
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(results) == 4 and all("Query pixel" in r for r in results.values())
+
+
+def test_clicking_the_crm_image_picks_the_query_pixel(lab):
+    from gradio import helpers
+    from gradio.events import SelectData
+
+    demo, _, _ = lab
+    pick = next(fn for fn in demo.fns.values() if fn.api_name == "crm_pick")
+    args, *_ = helpers.special_args(pick.fn, ["toy-srm", SAMPLE, None, None], None,
+                                    SelectData(None, {"index": [50, 30], "value": None}))
+    overlay, _, y, x, info = pick.fn(*args)
+    assert (y, x) == (30, 50) and overlay.shape == (128, 160, 3) and "x=50, y=30" in info
+
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared/data/camvid"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid is not at ../shared/data/camvid")
+def test_data_spec_adds_a_browsable_labelled_split():
+    from app.samples import Samples
+
+    samples = Samples(f"camvid:{CAMVID}")
+    names = [n for n in samples.names() if n.startswith("camvid:")]
+    assert names
+    rgb, labels, info = samples.load(names[0])
+    assert rgb.shape[:2] == labels.shape and info.name == "camvid"

@@ -1,0 +1,365 @@
+"""Issue 8: background fine-tuning jobs — queue, worker, progress, cancel/stop, SIGKILL + resume,
+Redis with two workers, refusal of bad parameters at submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from contextrast.analysis.training_curves import read_metrics, split_curves, training_curves_figure
+from contextrast.jobs import (
+    cancel_job,
+    get_job,
+    job_log_tail,
+    job_metrics,
+    list_job_checkpoints,
+    list_jobs,
+    resume_job,
+    stop_job,
+    submit_job,
+)
+from contextrast.jobs.control import queue_for
+from contextrast.jobs.records import pid_alive
+
+TINY_OVERRIDES = [
+    "model.decoder_channels=16",
+    "model.embed_dim=16",
+    "train.workers=0",
+    "train.log_interval=1",
+    "train.val_interval=1000",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TIMEOUT = 240  # seconds; generous for a busy 2-core machine
+
+
+def tiny_job(iterations: int, **extra) -> dict:
+    params = {"data": "toy:n=16,size=64x80", "crop": [64, 64], "batch_size": 4, "lr": 0.01, "loss": "ce",
+              "iterations": iterations, "device": "cpu", "overrides": list(TINY_OVERRIDES)}
+    params.update(extra)
+    return params
+
+
+def start_worker(runs: Path, log_name: str = "worker", env: dict | None = None) -> subprocess.Popen:
+    log = open(runs.parent / f"{log_name}.log", "ab")  # noqa: SIM115 - closed with the process
+    runs.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "contextrast.cli", "worker", "--runs-dir", str(runs)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env or ENV)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, what: str, timeout: float = TIMEOUT, logs: Path | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    detail = ""
+    if logs is not None:
+        detail = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(logs.rglob("*.log")))
+    raise AssertionError(f"timed out waiting for {what}\n{detail}")
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def worker(runs):
+    proc = start_worker(runs)
+    yield proc
+    stop_worker(proc)
+
+
+def state_is(job_id: str, runs: Path, *states: str, url: str | None = None):
+    r = get_job(job_id, runs, url)
+    return r if r["state"] in states else None
+
+
+def test_job_runs_with_rising_progress_and_gives_a_loadable_checkpoint(runs, worker, capsys):
+    from contextrast.cli import main
+    from contextrast.engine.checkpoint import load_checkpoint
+
+    job = submit_job(tiny_job(20, name="first"), runs)
+    assert job["state"] == "queued" and job["total"] == 20
+    seen, etas = [], []
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        r = get_job(job["id"], runs)
+        seen.append(r["progress"])
+        if r["state"] == "running" and r.get("eta_s") is not None:
+            etas.append(r["eta_s"])
+        if r["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert r["state"] == "finished", (r, job_log_tail(job["id"], runs))
+    assert seen == sorted(seen), "progress went backwards"
+    assert len({p for p in seen if 0 < p < 1}) >= 2, f"progress did not rise step by step: {sorted(set(seen))}"
+    assert etas, "no ETA while running"
+    assert r["progress"] == 1.0 and r["iteration"] == 20 and r["attempts"] == 1
+    model, card = load_checkpoint(r["checkpoint"])
+    assert card.iteration == 20 and model.num_classes == len(card.classes)
+    assert Path(r["checkpoint"]) in list_job_checkpoints(runs)
+
+    losses, miou = split_curves(job_metrics(job["id"], runs))
+    assert [it for it, _ in losses["total"]] == list(range(1, 21)) and miou and miou[-1][0] == 20
+    fig = training_curves_figure(read_metrics(Path(r["run_dir"]) / "metrics.jsonl"))
+    assert {t.name for t in fig.data} >= {"total", "ce", "val mIoU"}
+    assert "iter 20/20" in job_log_tail(job["id"], runs)
+
+    assert main(["jobs", "--runs-dir", str(runs), "list"]) == 0
+    out = capsys.readouterr().out
+    assert job["id"] in out and "finished" in out
+
+
+def test_cancel_and_stop_and_save(runs, worker):
+    from contextrast.engine.checkpoint import load_checkpoint
+
+    a = submit_job(tiny_job(1000, ckpt_interval=1000), runs)
+    queued = submit_job(tiny_job(1000), runs)  # waits behind `a`: the worker has one slot
+    assert cancel_job(queued["id"], runs)["state"] == "cancelled"
+    wait_for(lambda: get_job(a["id"], runs)["iteration"] >= 2, "job a to train", logs=runs.parent)
+    assert cancel_job(a["id"], runs)["request"] == "cancel"
+    r = wait_for(lambda: state_is(a["id"], runs, "cancelled", "failed", "finished"), "cancel", logs=runs.parent)
+    assert r["state"] == "cancelled" and r["checkpoint"] is None and r["iteration"] < 1000
+    assert not (Path(r["run_dir"]) / "final").exists()
+
+    b = submit_job(tiny_job(1000, ckpt_interval=1000), runs)
+    wait_for(lambda: get_job(b["id"], runs)["iteration"] >= 2, "job b to train", logs=runs.parent)
+    stop_job(b["id"], runs)
+    r = wait_for(lambda: state_is(b["id"], runs, "stopped", "failed", "finished"), "stop", logs=runs.parent)
+    assert r["state"] == "stopped", r
+    _, card = load_checkpoint(r["checkpoint"])
+    assert 2 <= card.iteration == r["iteration"] < 1000
+    assert load_checkpoint(Path(r["run_dir"]) / "last")[1].iteration == card.iteration  # resume point saved too
+
+    # the cancelled-while-queued job never ran, although its queue message reached the worker
+    assert get_job(queued["id"], runs)["attempts"] == 0
+    assert not (Path(queued["run_dir"]) / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match="only queued or running"):
+        cancel_job(b["id"], runs)
+
+
+def test_sigkilled_worker_leaves_an_interrupted_job_that_resumes(runs):
+    from contextrast.engine.checkpoint import load_checkpoint
+
+    first = start_worker(runs, "worker1")
+    try:
+        job = submit_job(tiny_job(30, ckpt_interval=2), runs)
+        run_dir = Path(job["run_dir"])
+        wait_for(lambda: get_job(job["id"], runs)["iteration"] >= 5 and (run_dir / "last").is_dir(),
+                 "a few iterations and a checkpoint", logs=runs.parent)
+        child = get_job(job["id"], runs)["child_pid"]
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        stop_worker(first)
+    # the training child notices its worker is gone and exits by itself (no orphan trains on)
+    wait_for(lambda: not pid_alive(child), "the orphaned training child to exit", timeout=30)
+    assert get_job(job["id"], runs)["state"] == "running"  # nobody has looked yet
+
+    second = start_worker(runs, "worker2")
+    try:
+        r = wait_for(lambda: state_is(job["id"], runs, "interrupted"), "interrupted mark", logs=runs.parent)
+        killed_at = load_checkpoint(run_dir / "last")[1].iteration
+        assert 2 <= killed_at < 30 and f"iteration {killed_at}" in r["message"]
+        resumed = resume_job(job["id"], runs)
+        assert resumed["state"] == "queued"
+        r = wait_for(lambda: state_is(job["id"], runs, "finished", "failed"), "resumed job", logs=runs.parent)
+    finally:
+        stop_worker(second)
+    assert r["state"] == "finished" and r["attempts"] == 2, r
+    assert load_checkpoint(r["checkpoint"])[1].iteration == 30
+    assert f"resumed from {run_dir / 'last'} at iteration {killed_at}" in job_log_tail(job["id"], runs, 200)
+    losses, _ = split_curves(read_metrics(run_dir / "metrics.jsonl"))
+    assert [it for it, _ in losses["total"]] == list(range(1, 31))
+    with pytest.raises(ValueError, match="finished; only"):
+        resume_job(job["id"], runs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_redis_queue_two_workers_each_job_runs_once(tmp_path):
+    import redis
+
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    workers = []
+    try:
+        wait_for(lambda: _ping(client), "redis-server", timeout=20)
+        runs = tmp_path / "runs"
+        env = {**ENV, "CONTEXTRAST_REDIS_URL": url}
+        workers = [start_worker(runs, f"worker{i}", env) for i in range(2)]
+        queue = queue_for(runs, url)
+        jobs = [submit_job(tiny_job(6), runs, redis_url=url)]
+        queue.enqueue(jobs[0]["id"], jobs[0]["token"])  # a duplicate message: the other worker gets it at once
+        jobs += [submit_job(tiny_job(6), runs, redis_url=url) for _ in range(2)]
+        for j in jobs:
+            wait_for(lambda j=j: state_is(j["id"], runs, "finished", "failed", url=url), f"job {j['id']}", logs=tmp_path)
+        wait_for(lambda: len(queue.huey) == 0, "the queue to drain", timeout=30)
+        time.sleep(1.0)  # a message just taken would have claimed its job by now
+        done = [get_job(j["id"], runs, url) for j in jobs]
+        for r in done:
+            assert r["state"] == "finished" and r["attempts"] == 1, r
+            steps = [m["iter"] for m in job_metrics(r["id"], runs, url) if "val" not in m]
+            assert steps == list(range(1, 7)), f"job {r['id']} ran more than once: {steps}"
+            assert "iter 6/6" in r["log_tail"][-1]  # progress lines travel in the record too
+            assert client.exists(f"contextrast:job:{r['id']}")  # the record lives in Redis …
+            assert not (runs / "jobs" / r["id"] / "job.json").exists()  # … not in the runs dir
+        assert len(list_jobs(runs, url)) == 3
+        assert {w.pid for w in workers} >= {r["worker_pid"] for r in done}
+    finally:
+        for w in workers:
+            stop_worker(w)
+        server.terminate()
+        server.wait(20)
+
+
+def _ping(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+@pytest.mark.parametrize("change,error,match", [
+    ({"lr": -1.0}, ValueError, "lr must be positive"),
+    ({"batch_size": 0}, ValueError, "batch_size must be positive"),
+    ({"iterations": 0}, ValueError, "iterations must be positive"),
+    ({"data": "nosuch:/x"}, ValueError, "unknown dataset 'nosuch'"),
+    ({"data": "camvid:/no/such/dir"}, FileNotFoundError, "/no/such/dir"),
+    ({"base_checkpoint": "/no/such/checkpoint"}, FileNotFoundError, "base checkpoint /no/such/checkpoint does not exist"),
+    ({"crop": [128, 128]}, ValueError, r"crop 128×128 is larger than the images .* \(64×80\)"),
+    ({"batch_size": 32}, ValueError, "fewer than one batch"),
+    ({"loss": "dice"}, ValueError, "unknown loss 'dice'"),
+    ({"device": "tpu"}, ValueError, "unknown device 'tpu'"),
+    ({"gpus": 2}, ValueError, "needs device cuda"),
+    ({"overrides": ["train.nosuch=1"]}, ValueError, "unknown train key 'nosuch'"),
+])
+def test_bad_parameters_are_refused_at_submit(runs, change, error, match):
+    with pytest.raises(error, match=match):
+        submit_job({**tiny_job(20), **change}, runs)
+    assert list_jobs(runs) == []  # nothing recorded, nothing queued
+    assert len(queue_for(runs).huey) == 0
+
+
+def test_fine_tune_base_is_validated_and_cli_reports_errors(runs, tmp_path, capsys):
+    from contextrast.cli import main
+    from contextrast.config import ModelConfig
+    from contextrast.data.toy import TOY
+    from contextrast.engine.checkpoint import ModelCard, save_checkpoint
+    from contextrast.jobs.validate import validate_job
+    from contextrast.models import build_model
+
+    model_cfg = ModelConfig(num_classes=5, decoder_channels=16, embed_dim=16)
+    base = save_checkpoint(tmp_path / "base", build_model(model_cfg), ModelCard(
+        name="base", model=json.loads(json.dumps(model_cfg.__dict__)), dataset="toy", classes=list(TOY.classes),
+        palette=[list(c) for c in TOY.palette]))
+    params = tiny_job(20, base_checkpoint=str(base), overrides=["train.workers=0"])
+    _, cfg = validate_job(params)
+    assert cfg.train.init_from == str(base.resolve()) and cfg.model.decoder_channels == 16
+    with pytest.raises(ValueError, match="architecture comes from the base checkpoint"):
+        validate_job(tiny_job(20, base_checkpoint=str(base)))
+    (base / "model_card.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        validate_job(params)
+
+    code = main(["jobs", "--runs-dir", str(runs), "submit", "--data", "toy:n=16,size=64x80", "--lr", "-1"])
+    assert code == 2 and "lr must be positive" in capsys.readouterr().err
+    assert list_jobs(runs) == []
+
+
+def test_train_tab_submits_refuses_and_shows_jobs(runs):
+    import gradio as gr
+
+    from app.lab import Lab
+    from app.samples import Samples
+    from app.state import ModelStore
+    from app.tabs.train import SCRATCH, build_train
+
+    lab = Lab(store=ModelStore([]), samples=Samples(None, None))
+    with gr.Blocks():
+        tab = build_train(lab, runs)
+    settings = [SCRATCH, "toy:n=16,size=64x80", "ce", 20, 0.01, 4, 64, 64, "cpu", 1, "from the tab",
+                "\n".join(TINY_OVERRIDES)]
+    with pytest.raises(gr.Error, match="lr must be positive"):
+        tab.handlers["submit"](*settings[:4], -1.0, *settings[5:])
+    out = tab.handlers["submit"](*settings)
+    assert out[0].startswith("Submitted job")
+    table, progress, figure = out[1], out[3], out[4]
+    assert table[0][1] == "queued" and table[0][-1] == "from the tab"
+    assert "No worker is running" in progress  # nobody serves this runs dir
+    assert figure.data  # the (empty) curves still draw
+    assert list_jobs(runs)[0]["params"]["name"] == "from the tab"
+
+
+def test_ensure_worker_running_starts_one_and_sigterm_leaves_jobs_resumable(runs):
+    from contextrast.jobs import ensure_worker_running
+    from contextrast.jobs.records import open_store
+
+    proc = ensure_worker_running(runs)
+    assert proc is not None
+    try:
+        wait_for(lambda: open_store(runs).live_workers(), "the worker's first heartbeat", timeout=60)
+        assert ensure_worker_running(runs) is None  # one is running already
+        job = submit_job(tiny_job(1000, ckpt_interval=1000), runs)
+        wait_for(lambda: get_job(job["id"], runs)["iteration"] >= 1, "training", logs=runs)
+        child = get_job(job["id"], runs)["child_pid"]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        stop_worker(proc)
+    r = get_job(job["id"], runs)
+    assert r["state"] == "interrupted" and "shut down" in r["message"]
+    assert not pid_alive(child)
+    assert open_store(runs).live_workers() == []
+
+
+def test_multi_process_job_runs_through_torchrun_and_stops_on_every_rank(runs, worker):
+    """gpus=N launches torchrun; here N=2 CPU processes (gloo) stand in for GPUs (users are refused
+    cpu with gpus > 1, so the record is written directly). All ranks must agree to stop."""
+    from contextrast.engine.checkpoint import load_checkpoint
+    from contextrast.jobs.records import new_job_id, new_record
+    from contextrast.jobs.tasks import job_run_dir
+    from contextrast.jobs.validate import validate_job
+
+    params, cfg = validate_job(tiny_job(1000, ckpt_interval=1000))
+    params.gpus = 2
+    queue = queue_for(runs)
+    job_id = new_job_id()
+    record = new_record(job_id, params.to_dict(), cfg.to_dict(), str(job_run_dir(runs, job_id)))
+    queue.store.create(record)
+    queue.enqueue(job_id, record["token"])
+    wait_for(lambda: get_job(job_id, runs)["iteration"] >= 2, "torchrun ranks to train", logs=runs.parent)
+    stop_job(job_id, runs)
+    r = wait_for(lambda: state_is(job_id, runs, "stopped", "failed", "finished"), "stop", logs=runs.parent)
+    assert r["state"] == "stopped", (r, job_log_tail(job_id, runs, 60))
+    assert load_checkpoint(r["checkpoint"])[1].iteration == r["iteration"] < 1000
+    assert "torch.distributed" not in (r.get("error") or "")
