@@ -17,8 +17,12 @@ from app.samples import UPLOAD, Samples
 from app.state import ModelStore, discover_checkpoints
 from app.tabs.bane import AUTO, build_bane
 from app.tabs.crm import build_crm
+from app.tabs.embeddings import build_embeddings
+from app.tabs.errors import build_errors
+from app.tabs.learn import build_learn
 from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
+from contextrast.analysis import embeddings
 
 HEADER = """# Contextrast Lab
 Look inside a segmentation network: **SCRNet** (learned upsampling offsets in the SRM, context attention in the
@@ -27,7 +31,7 @@ Pick a sample or upload an image, then browse the tabs; everything is computed o
 
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
-             toy_spec: str | None = "toy", concurrency: int = 1) -> gr.Blocks:
+             toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True) -> gr.Blocks:
     """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
     optional dataset spec whose first available split (val, test, train) is listed with the toy samples."""
     store = ModelStore([Path(p) for p in checkpoints])
@@ -67,6 +71,12 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                 crm_tab = build_crm(lab)
             with gr.Tab("BANE"):
                 bane_tab = build_bane(lab)
+            with gr.Tab("Embeddings"):
+                embeddings_tab = build_embeddings(lab)
+            with gr.Tab("Errors"):
+                errors_tab = build_errors(lab, data_spec)
+            with gr.Tab("Learn"):
+                learn_tab = build_learn(lab)
 
         outputs = predict_tab.outputs + srm_tab.outputs + crm_tab.outputs + bane_tab.outputs
         controls = predict_tab.controls + srm_tab.controls + crm_tab.controls + bane_tab.controls
@@ -105,6 +115,9 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
         model.input(model_classes, model, [predict_tab.classes, bane_tab.controls[2]], api_name="model_classes",
                     concurrency_limit=4).then(**run_all, **lab.model_event(api_name="analyse_model"))
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
+    demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab)
+    # compile UMAP's numba kernels now, in the background, so no user's first projection pays for it
+    demo.umap_warm_up = embeddings.warm_up_in_background() if warm_up_umap else None
     return demo
 
 

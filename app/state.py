@@ -63,6 +63,17 @@ class LRU:
                 self._items.popitem(last=False)
         return value
 
+    def get(self, key: Hashable) -> Any | None:
+        """The cached value, or None (without making one): for results that may only be stored when complete."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self.get_or_make(key, lambda: value)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -122,3 +122,17 @@ def test_bane_runs_on_cuda_and_agrees_with_cpu():
     assert gpu.keep.is_cuda
     assert torch.equal(gpu.keep.cpu(), cpu.keep)
     assert torch.allclose(gpu.distance.cpu(), cpu.distance)
+
+
+def test_percentile_falling_between_two_distances_keeps_only_the_lower():
+    """A 9×9 region has 32 pixels at distance 1 and 24 at 2; at K_s = 39.375 % numpy's percentile lies
+    halfway between them (index 31.5 of 81), so only the distance-1 rim is kept."""
+    labels = torch.zeros(1, 15, 15, dtype=torch.long)
+    prediction = labels.clone()
+    prediction[0, 3:12, 3:12] = 1
+    sel = bane_negatives(prediction, labels, 39.375)
+    mask = sel.error[0].numpy()
+    dist = scipy_edt(mask)
+    assert np.percentile(dist[mask], 39.375) == 1.5
+    assert np.array_equal(sel.keep[0].numpy(), mask & (dist <= 1.5))
+    assert int(sel.keep.sum()) == 32

@@ -35,10 +35,12 @@ from contextrast.data import build_dataset
 from contextrast.data.transforms import EvalTransform, TrainTransform
 from contextrast.engine.checkpoint import (
     ModelCard,
+    capture_rng_state,
     code_version,
     hardware_string,
     load_checkpoint,
     load_training_state,
+    restore_rng_state,
     save_checkpoint,
     save_training_state,
 )
@@ -175,6 +177,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
             print("note: train.sync_bn ignored on CPU (SyncBatchNorm needs CUDA); BN statistics stay per process", flush=True)
     model.to(device)
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index).to(device)
+    loss_fn.seed = t.seed  # contrastive sampling is drawn from (seed, call count): repeatable
     optimizer = build_optimizer(model, cfg)
     lr_at = poly_lr(t.lr, t.poly_power, t.iterations)
     use_amp = t.amp and device.type == "cuda"
@@ -185,7 +188,8 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
     if (run_dir / "last").is_dir():
         state = load_training_state(run_dir / "last", model, optimizer, scaler if use_amp else None)
         start_iter, elapsed, best_miou = state["iteration"], state["elapsed"], state.get("best_miou")
-        torch.set_rng_state(torch.tensor(state["cpu_rng"], dtype=torch.uint8))
+        restore_rng_state(state["rng"])
+        loss_fn.calls = start_iter * t.grad_accum  # continue the loss's sampling stream where it stopped
         init_note = f"resumed from {run_dir / 'last'} at iteration {start_iter}"
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +238,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
             save_training_state(
                 path, model, optimizer, scaler if use_amp else None,
                 {"iteration": iteration, "elapsed": elapsed, "best_miou": best_miou,
-                 "cpu_rng": torch.get_rng_state().tolist()},
+                 "rng": capture_rng_state()},
                 card=card,
             )
         else:

@@ -281,7 +281,9 @@ def train_job(store: JobStore, runs_dir: str | Path, job_id: str) -> None:
     cfg = ExperimentConfig.from_dict(record["config"])
     cfg = replace(cfg, train=replace(cfg.train, run_dir=str(run_dir)))
     t = cfg.train
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        print(f"rank {rank} of {world} processes (torchrun)", flush=True)
 
     recent: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
 

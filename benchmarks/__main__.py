@@ -1,0 +1,208 @@
+"""`python -m benchmarks` (and `contextrast bench`): speed and cost of the lab, one table, one JSON per machine.
+
+Sections (issue 9): `inference` (latency, images/s, efficiency against the measured matmul peak, execution
+variants), `cost` (parameters and GMACs per architecture variant at 1024×2048), `training` (step ratio
+contextrast/ce, loss vs loop reference, BANE distance transform vs scipy), `app` (analysis of one image,
+UMAP, cold start of `contextrast app`), `gpu` (inference and training with AMP on CUDA; skipped with a note
+on a CPU-only machine). Results go to `<out>/<machine slug>.json` and `docs/performance.md`.
+
+    python -m benchmarks --quick                      # every section, short (≈3 min on an idle 2-core CPU)
+    python -m benchmarks --only inference,cost        # refresh some sections, keep the others' figures
+    python -m benchmarks --tiny --out /tmp/r --docs /tmp/p.md   # seconds: checks the machinery, not the speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.machine import load_average, machine_info, matmul_peak_gflops
+from contextrast.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "performance.md"
+TINY_MODEL = {"decoder_channels": 16, "embed_dim": 16}  # a model that runs in milliseconds (machinery checks)
+TINY_SIZE = (64, 96)
+
+
+@dataclass
+class Plan:
+    """How much to measure: `quick` (minutes), full, or `tiny` (seconds; figures meaningless)."""
+
+    quick: bool
+    tiny: bool = False
+    peak_gflops: float | None = None  # fp32 matmul peak measured at the start of the run
+    checkpoints_dir: Path = ROOT / "checkpoints"
+
+
+SECTIONS: Registry[dict[str, Any]] = Registry("benchmark section")
+
+
+@SECTIONS.register("inference")
+def _inference(plan: Plan) -> dict[str, Any]:
+    from benchmarks import inference
+
+    if plan.tiny:
+        return inference.run(True, sizes=[TINY_SIZE], variants=["eager", "channels_last"], repeats=1,
+                             peak_gflops=plan.peak_gflops, model_config=TINY_MODEL, profile=True)
+    return inference.run(plan.quick, peak_gflops=plan.peak_gflops, checkpoints_dir=plan.checkpoints_dir)
+
+
+@SECTIONS.register("cost")
+def _cost(plan: Plan) -> dict[str, Any]:
+    from benchmarks import cost
+
+    if plan.tiny:
+        return cost.run(True, size=TINY_SIZE, variants=[{"align": "srm"}, {"align": "bilinear"}])
+    return cost.run(plan.quick)
+
+
+@SECTIONS.register("training")
+def _training(plan: Plan) -> dict[str, Any]:
+    from benchmarks import training
+
+    if plan.tiny:
+        return training.run(True, edt_batch=1, edt_size=TINY_SIZE, steps=False)
+    return training.run(plan.quick)
+
+
+def _optional(module: str, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Run another helper's benchmark module if it exists; its failure becomes a note, not a crash."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(f"benchmarks.{module}") is None:
+        return {"skipped": f"benchmarks/{module}.py not available"}
+    try:
+        return dict(call(importlib.import_module(f"benchmarks.{module}")))
+    except Exception as e:  # noqa: BLE001 - report and carry on with the other figures
+        return {"error": f"benchmarks.{module} failed: {type(e).__name__}: {e}"}
+
+
+@SECTIONS.register("app")
+def _app(plan: Plan) -> dict[str, Any]:
+    from benchmarks import app_start
+
+    if plan.tiny:
+        return {"skipped": "not measured in --tiny mode"}
+    return {
+        "analysis": _optional("app_speed", lambda m: m.run(plan.quick)),
+        "umap": _optional("umap_speed", lambda m: m.run(plan.quick)),
+        "cold_start": app_start.run(plan.quick),
+    }
+
+
+@SECTIONS.register("gpu")
+def _gpu(plan: Plan) -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device here; run on a GPU machine for inference/training with AMP"}
+    from benchmarks import inference, training
+
+    peak = matmul_peak_gflops("cuda", size=8192)
+    return {
+        "peak_fp32_gflops": peak,
+        "inference": inference.run(plan.quick, device="cuda", peak_gflops=peak, checkpoints_dir=plan.checkpoints_dir),
+        "training": training.gpu_steps(plan.quick),
+    }
+
+
+ORDER = ("inference", "cost", "training", "app", "gpu")
+
+
+def parse_sections(text: str | None) -> list[str]:
+    """'inference,cost' → ['inference', 'cost'] in the standard order; None → all."""
+    if not text:
+        return list(ORDER)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        SECTIONS.get(name)  # ValueError listing the known sections
+    return [n for n in ORDER if n in names]
+
+
+def run_benchmarks(
+    sections: Sequence[str],
+    quick: bool,
+    out_dir: str | Path = RESULTS_DIR,
+    docs: str | Path | None = DOCS,
+    tiny: bool = False,
+    checkpoints_dir: str | Path = ROOT / "checkpoints",
+    command: str = "python -m benchmarks",
+) -> dict[str, Any]:
+    """Measure `sections`, merge them into `<out_dir>/<slug>.json`, regenerate `docs`, print the table."""
+    machine = machine_info()
+    plan = Plan(quick=quick, tiny=tiny, checkpoints_dir=Path(checkpoints_dir))
+    if "inference" in sections:
+        plan.peak_gflops = matmul_peak_gflops("cpu", size=512 if tiny else 2048, repeats=2 if tiny else 5)
+    mode = "tiny" if tiny else "quick" if quick else "full"
+    measured: dict[str, dict[str, Any]] = {}
+    for name in sections:
+        print(f"[benchmarks] {name} …", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        result = SECTIONS.get(name)(plan)
+        load = load_average()
+        measured[name] = {"created": report.now(), "mode": mode, "seconds": time.perf_counter() - t0,
+                          "load_average": list(load) if load else None, "result": result}
+    load = load_average()
+    machine["load_average_end"] = list(load) if load else None
+    path = report.results_path(out_dir, machine["slug"])
+    results = report.merge_results(path, machine, measured, command)
+    report.write_results(results, path)
+    if docs is not None:
+        report.write_docs(results, docs, out_dir)
+    table = report.rows(measured)
+    print(f"benchmarks ({mode}) on {machine['hardware']}, {machine['torch_threads']} threads")
+    if machine["loaded"] or (load and load[0] > 0.5 * machine["cores"]):
+        start = machine["load_average_start"][0] if machine["load_average_start"] else float("nan")
+        end = load[0] if load else float("nan")
+        print(f"NOTE: the machine was loaded by other processes (load average {start:.1f} at start, {end:.1f} at "
+              f"end, {machine['cores']} cores): absolute times are inflated; ratios were measured in the same run.")
+    print(report.text_table(table))
+    print(f"results: {path}" + (f"; docs: {docs}" if docs is not None else ""))
+    return results
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="short runs (≈3 min on an idle 2-core CPU)")
+    p.add_argument("--only", metavar="SECTION,...", help=f"sections to run, comma-separated: {', '.join(ORDER)}")
+    p.add_argument("--out", default=str(RESULTS_DIR), metavar="DIR",
+                   help="directory of the results JSON files (default benchmarks/results)")
+    p.add_argument("--docs", default=str(DOCS), metavar="FILE",
+                   help="Markdown page generated from the results (default docs/performance.md)")
+    p.add_argument("--no-docs", action="store_true", help="do not regenerate the Markdown page")
+    p.add_argument("--checkpoints-dir", default=str(ROOT / "checkpoints"), metavar="DIR",
+                   help="checkpoints to time (every sub-directory with a model_card.json)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a seconds-long configuration that checks the machinery; its figures mean nothing")
+
+
+def run(args: argparse.Namespace, command: str = "python -m benchmarks") -> int:
+    sections = parse_sections(args.only)
+    run_benchmarks(sections, args.quick, args.out, None if args.no_docs else args.docs, args.tiny,
+                   args.checkpoints_dir, command)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[8:]))
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"benchmarks: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The lab's Embeddings, Errors and Learn tabs (issue 7) driven through gradio_client against the in-process
+app, bad inputs included: each must get a clear message while the app keeps serving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from app.main import launch  # noqa: E402
+from contextrast.cli import main as cli_main  # noqa: E402
+from contextrast.data.toy import TOY  # noqa: E402
+from contextrast.engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
+from contextrast.models import build_model  # noqa: E402
+
+SAMPLE = "toy/val_00000"
+SPEC = "toy:n=4,size=64x80"
+LAYER = "E2 (1/8)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_checkpoint(path: Path, **model) -> Path:
+    """A tiny random toy-class checkpoint (the SRM's offsets nudged off zero so it is not plain bilinear)."""
+    torch.manual_seed(0)
+    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32, **model})
+    if net.config.align != "bilinear":
+        with torch.no_grad():
+            for step in net.decoder:
+                torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
+    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=list(TOY.classes),
+                     palette=[list(c) for c in TOY.palette])
+    return save_checkpoint(path, net, card)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab2")
+    write_checkpoint(root / "checkpoints" / "toy-a")
+    write_checkpoint(root / "checkpoints" / "toy-b", align="bilinear", context="ppm")
+    args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(root / "checkpoints"), data=None, port=free_port(),
+                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256)
+    demo = launch(args, prevent_thread_lock=True)
+    client = Client(f"http://127.0.0.1:{args.port}/", verbose=False)
+    yield demo, client, root
+    demo.close()
+
+
+def call(client: Client, api: str, *args):
+    return client.predict(*args, api_name=api)
+
+
+def plot_array(value) -> np.ndarray:
+    """A plotly array from a figure's JSON: a list, or plotly's typed-array encoding {dtype, bdata, shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        shape = [int(s) for s in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)
+
+
+def embeddings_args(n=300, source="this image", count=1, colour="ground truth", second="(none)", layer=LAYER):
+    return ("toy-a", SAMPLE, None, None, layer, n, 0, source, count, colour, second)
+
+
+def test_new_endpoints_are_listed_and_heavy_ones_limited(lab):
+    demo, client, _ = lab
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    wanted = {"/embeddings", "/embeddings_point", "/embeddings_pixel", "/errors_image", "/errors_split",
+              "/errors_cancel", "/errors_confusion", "/learn"}
+    assert wanted <= set(endpoints)
+    heavy = {fn.api_name: fn for fn in demo.fns.values() if fn.concurrency_id == "model"}
+    assert {"embeddings", "errors_image", "errors_split", "learn"} <= set(heavy)
+    assert demo.umap_warm_up is not None and demo.umap_warm_up.daemon
+
+
+# ------------------------------------------------------------------------------------------------ embeddings
+
+
+def test_embeddings_point_to_pixel_and_back_through_the_app(lab):
+    demo, client, _ = lab
+    out = call(client, "/embeddings", *embeddings_args(n=200, second="toy-b"))
+    info, pic_a, plot_a, pic_b, plot_b, located, point, image, y, x = out
+    assert "UMAP" in info and Path(pic_a).is_file() and plot_a is not None and pic_b is not None
+    assert (point, image) == (0, 0) and located is not None
+    # a chosen point → its pixel, and that pixel → the same point
+    _, _, _, _, _, _, p, i, py, px = call(client, "/embeddings_point", "ground truth", 17)
+    assert p == 17 and i == 0
+    _, _, _, _, _, _, p2, i2, py2, px2 = call(client, "/embeddings_pixel", "ground truth", i, py, px)
+    assert (p2, i2, py2, px2) == (17, 0, py, px)
+    # the pixel's label is the point's ground truth (read from the server-side view of this session)
+    view = next(iter(demo.tabs["embeddings"].cache._items.values()))
+    from contextrast.data import build_dataset
+
+    mask = build_dataset("toy", "val").load(0)[1]
+    assert view.samples[0].truth[17] == mask[int(py), int(px)]
+    assert (view.samples[0].gy == view.samples[1].gy).all()  # two checkpoints, the same pixels
+
+
+def test_clicks_on_the_scatter_picture_and_on_the_image(lab):
+    from gradio import helpers
+    from gradio.events import SelectData
+
+    demo, client, _ = lab
+    tab = demo.tabs["embeddings"]
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    gen = fns["embeddings"].fn(*embeddings_args(n=150, layer=1))  # called directly: the Radio gives an index
+    *_, last = list(gen)
+    view = last[-1]
+    sample, proj = view.samples[0], view.projections[0]
+    from contextrast.analysis import embeddings as emb
+
+    _, canvas = emb.scatter_image(sample, proj, "ground truth", view.palette)
+    k = int(np.argmax(canvas.pixels[:, 0]))  # the right-most dot: nothing overlaps it from the right
+    u, v = canvas.pixels[k]
+    args, *_ = helpers.special_args(fns["embeddings_click_scatter"].fn, [view, "ground truth"], None,
+                                    SelectData(None, {"index": [float(u), float(v)], "value": None}))
+    out = fns["embeddings_click_scatter"].fn(*args)
+    assert np.allclose(canvas.pixels[out[6]], canvas.pixels[k])
+    picked, image, y, x = out[6], out[7], out[8], out[9]
+    args, *_ = helpers.special_args(fns["embeddings_click_image"].fn, [view, "ground truth", image], None,
+                                    SelectData(None, {"index": [x, y], "value": None}))
+    back = fns["embeddings_click_image"].fn(*args)
+    assert back[6] == picked and "→ point" in back[0]
+    assert tab.cache.get is not None
+
+
+def test_embeddings_bad_inputs(lab):
+    _, client, root = lab
+    for n in (0, 10**7):
+        with pytest.raises(AppError, match="(?i)minimum|maximum|sample size"):
+            call(client, "/embeddings", *embeddings_args(n=n))
+    with pytest.raises(AppError, match="not in the list of choices|layer"):
+        call(client, "/embeddings", *embeddings_args(layer="E9 (1/512)"))
+    with pytest.raises(AppError, match="project the embeddings first|point must be"):
+        Client(client.src, verbose=False).predict("ground truth", 3, api_name="/embeddings_point")
+    with pytest.raises(AppError, match="point must be"):
+        call(client, "/embeddings_point", "ground truth", 10**6)
+    # an upload without labels: balanced by prediction, coloured by prediction, with a notice
+    rgb = np.asarray(Image.open(call(client, "/load_sample", SAMPLE)))[..., :3]
+    Image.fromarray(rgb).save(root / "nolabel.png")
+    out = client.predict("toy-a", "(your upload)", handle_file(str(root / "nolabel.png")), None, LAYER, 150, 0,
+                         "this image", 1, "ground truth", "(none)", api_name="/embeddings")
+    assert "coloured by prediction" in out[0]
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_errors_image_with_class_filter_and_comparison(lab):
+    _, client, _ = lab
+    outcome, versus, plot, info = call(client, "/errors_image", "toy-a", SAMPLE, None, None, "disc", True, "(none)")
+    assert Path(outcome).is_file() and versus is None and "false positive" in info
+    outcome, versus, plot, info = call(client, "/errors_image", "toy-a", SAMPLE, None, None, "all classes", False,
+                                       "toy-b")
+    assert Path(versus).is_file() and plot is not None and "fixes" in info and "breaks" in info
+
+
+def test_errors_image_without_labels_is_a_clear_message(lab):
+    _, client, root = lab
+    rgb = np.zeros((64, 80, 3), np.uint8)
+    Image.fromarray(rgb).save(root / "blank.png")
+    with pytest.raises(AppError, match="needs a ground truth"):
+        call(client, "/errors_image", "toy-a", "(your upload)", handle_file(str(root / "blank.png")), None,
+             "all classes", False, "(none)")
+    assert call(client, "/errors_image", "toy-a", SAMPLE, None, None, "all classes", False, "(none)")[0]
+
+
+def test_split_metrics_equal_contextrast_eval(lab):
+    demo, client, root = lab
+    out_json = root / "eval.json"
+    assert cli_main(["eval", "--checkpoint", str(root / "checkpoints" / "toy-a"), "--data", SPEC, "--split", "val",
+                     "--json", str(out_json), "--no-progress"]) == 0
+    cli = json.loads(out_json.read_text())
+    confusion, ious, table, metrics, info = call(client, "/errors_split", "toy-a", SPEC, "val", None, "(none)", False)
+    assert metrics["confusion"] == cli["confusion"]
+    assert metrics["per_class_iou"] == pytest.approx(cli["per_class_iou"])
+    assert metrics["boundary_iou"] == pytest.approx(cli["boundary_iou"])
+    z = json.loads(confusion["plot"])["data"][0]["z"]
+    assert np.array_equal(plot_array(z), np.asarray(cli["confusion"]))  # the figure shows those counts
+    rows = {r[0]: r[1] for r in table["data"]}
+    for c, v in cli["per_class_iou"].items():
+        assert (rows[c] is None and v is None) or rows[c] == pytest.approx(round(100 * v, 2))
+    normalised = call(client, "/errors_confusion", metrics, True)
+    zn = plot_array(json.loads(normalised["plot"])["data"][0]["z"])
+    assert np.allclose(zn.sum(1)[np.asarray(cli["confusion"]).sum(1) > 0], 1.0)
+    # cached: the second call does not evaluate again
+    runs = len(demo.tabs["errors"].history)
+    assert "(cached)" in call(client, "/errors_split", "toy-a", SPEC, "val", None, "(none)", False)[-1]
+    assert len(demo.tabs["errors"].history) == runs
+
+
+def test_split_comparison_counts_add_up(lab):
+    _, client, _ = lab
+    *_, metrics, info = call(client, "/errors_split", "toy-a", SPEC, "val", 2, "toy-b", False)
+    import re
+
+    labelled = int(re.search(r"Over (\d+) labelled pixels", info).group(1))
+    fixed = int(re.search(r"fixes (\d+)", info).group(1))
+    broken = int(re.search(r"breaks (\d+)", info).group(1))
+    right = int(re.search(r"both right (\d+)", info).group(1))
+    wrong = int(re.search(r"both wrong (\d+)", info).group(1))
+    assert fixed + broken + right + wrong == labelled == int(np.asarray(metrics["confusion"]).sum())
+
+
+def test_split_bad_inputs(lab):
+    _, client, _ = lab
+    with pytest.raises(AppError, match="unknown dataset|toy|spec"):
+        call(client, "/errors_split", "toy-a", "nonsense-data", "val", None, "(none)", False)
+    with pytest.raises(AppError, match="max images"):
+        call(client, "/errors_split", "toy-a", SPEC, "val", 0, "(none)", False)
+    with pytest.raises(AppError, match="not in the list of choices|split must be"):
+        call(client, "/errors_split", "toy-a", SPEC, "holdout", None, "(none)", False)
+
+
+def test_split_evaluation_can_be_cancelled(lab):
+    demo, client, _ = lab
+    tab = demo.tabs["errors"]
+    job = client.submit("toy-a", "toy:n=400,size=64x80", "val", None, "(none)", False, api_name="/errors_split")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(h["key"][1] == "toy:n=400,size=64x80" for h in tab.history):
+        status = job.status()
+        if status.progress_data:  # the evaluation is running and reports progress: cancel it now
+            break
+        time.sleep(0.2)
+    assert call(client, "/errors_cancel").startswith("Cancelling")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(h["key"][1] == "toy:n=400,size=64x80" for h in tab.history):
+        time.sleep(0.2)
+    run = next(h for h in tab.history if h["key"][1] == "toy:n=400,size=64x80")
+    assert run["cancelled"] and run["images"] < 400
+    assert tab.cache.get(run["key"]) is None  # a cancelled result is never cached
+    assert call(client, "/errors_image", "toy-a", SAMPLE, None, None, "all classes", False, "(none)")[0]
+
+
+# ------------------------------------------------------------------------------------------------ learn
+
+
+def test_learn_walk_through_and_sliders_change_the_loss(lab):
+    _, client, _ = lab
+    out = call(client, "/learn", "(small untrained model)", 0, LAYER, 0.1, 50, 0.5)
+    pictures, texts, loss = out[:6], out[6:12], out[12]
+    assert all(p is not None for p in pictures) and all(len(t) > 80 for t in texts)
+    assert loss["chosen"]["ccl"] == pytest.approx(loss["defaults"]["ccl"])
+    out2 = call(client, "/learn", "(small untrained model)", 0, LAYER, 0.05, 20, 0.9)
+    assert out2[12]["chosen"]["ccl"] != pytest.approx(out2[12]["defaults"]["ccl"])
+    assert "L_CCL" in out2[11]
+    with pytest.raises(AppError, match="not in the list of choices|model must be"):
+        call(client, "/learn", "no-such-model", 0, LAYER, 0.1, 50, 0.5)
+    with pytest.raises(AppError, match="(?i)minimum|maximum|τ"):
+        call(client, "/learn", "(small untrained model)", 0, LAYER, 0.0, 50, 0.5)

@@ -1,0 +1,152 @@
+"""contextrast.analysis.embeddings: class-balanced sampling with exact provenance, point ↔ pixel mapping (both
+ways, and through the scatter picture), PCA/UMAP projections, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from contextrast.analysis import embeddings as emb
+from contextrast.analysis.forward import run_model
+from contextrast.config import IGNORE_INDEX
+from contextrast.data import build_dataset
+from contextrast.models import build_model
+
+
+@pytest.fixture(scope="module")
+def setting():
+    torch.manual_seed(0)
+    model = build_model({"num_classes": 5, "decoder_channels": 32}).eval()
+    ds = build_dataset("toy:size=64x96", "val")
+    images = [ds.load(i) for i in range(3)]
+    runs = [run_model(model, rgb) for rgb, _ in images]
+    return model, ds, images, runs
+
+
+def pixels_of(setting, layer, labelled=True):
+    _, _, images, runs = setting
+    return [emb.layer_pixels(run, layer, mask.astype(np.int64) if labelled else None)
+            for run, (_, mask) in zip(runs, images)]
+
+
+@pytest.mark.parametrize("layer", [0, 1, 3])
+def test_every_point_maps_to_its_exact_source_pixel_and_back(setting, layer):
+    _, _, images, runs = setting
+    pixels = pixels_of(setting, layer)
+    sample = emb.sample_pixels(pixels, layer, 400, seed=3, num_classes=5)
+    assert len(sample) == min(400, sample.available)
+    for k in range(len(sample)):
+        i, y, x = emb.pixel_of_point(sample, k)
+        hit = emb.point_at_pixel(sample, i, y, x)
+        assert hit.point == k and hit.exact
+        assert sample.truth[k] == images[i][1][y, x]  # the point's label is its source pixel's label
+        e = runs[i].output.embeddings[layer][0, :, sample.gy[k], sample.gx[k]].numpy()
+        assert np.array_equal(sample.features[k], e)  # and its features are that cell's embedding
+
+
+def test_every_pixel_of_a_cell_picks_that_cell():
+    size, grid = (64, 96), (8, 12)
+    rows, cols = emb.source_rows_cols(size, grid)
+    for y in range(size[0]):
+        for x in range(0, size[1], 7):
+            gy, gx = emb.cell_of_pixel(size, grid, y, x)
+            assert rows[gy] <= y and (gy + 1 == grid[0] or y < rows[gy + 1])
+            assert cols[gx] <= x and (gx + 1 == grid[1] or x < cols[gx + 1])
+    with pytest.raises(ValueError, match="outside"):
+        emb.cell_of_pixel(size, grid, 64, 0)
+
+
+def test_sampling_is_class_balanced_and_seeded(setting):
+    pixels = pixels_of(setting, 1)
+    a = emb.sample_pixels(pixels, 1, 200, seed=0, num_classes=5)
+    b = emb.sample_pixels(pixels, 1, 200, seed=0, num_classes=5)
+    c = emb.sample_pixels(pixels, 1, 200, seed=1, num_classes=5)
+    assert np.array_equal(a.gy, b.gy) and not np.array_equal(a.gy, c.gy)
+    truth = np.concatenate([p.truth.ravel() for p in pixels])
+    available = np.bincount(truth[truth != IGNORE_INDEX], minlength=5)
+    counts = np.bincount(a.truth, minlength=5)
+    assert counts.sum() == 200
+    assert np.array_equal(counts, emb.balanced_quota(available, 200))
+    assert (counts == np.minimum(available, counts.max())).all()  # equal shares, unless a class has fewer pixels
+    assert a.anchors.shape == (len(a.anchor_classes), a.features.shape[1])
+    assert np.allclose(np.linalg.norm(a.anchors, axis=1), 1.0, atol=1e-5)
+
+
+def test_balanced_quota():
+    assert emb.balanced_quota(np.array([100, 100, 100]), 90).tolist() == [30, 30, 30]
+    assert emb.balanced_quota(np.array([5, 100, 100]), 90).tolist() == [5, 42, 43]
+    assert emb.balanced_quota(np.array([5, 0, 7]), 90).tolist() == [5, 0, 7]
+
+
+def test_same_pixels_for_a_second_model(setting):
+    _, _, images, _ = setting
+    pixels = pixels_of(setting, 2)
+    sample = emb.sample_pixels(pixels, 2, 150, seed=0, num_classes=5)
+    torch.manual_seed(1)
+    other = build_model({"num_classes": 5, "decoder_channels": 32, "align": "bilinear"}).eval()
+    other_pixels = [emb.layer_pixels(run_model(other, rgb), 2, m.astype(np.int64)) for rgb, m in images]
+    twin = emb.same_pixels(sample, other_pixels)
+    assert np.array_equal(twin.gy, sample.gy) and np.array_equal(twin.truth, sample.truth)
+    assert not np.allclose(twin.features, sample.features)
+    with pytest.raises(ValueError, match="different grids"):
+        emb.same_pixels(sample, pixels_of(setting, 1))
+
+
+def test_without_labels_balances_by_prediction(setting):
+    pixels = pixels_of(setting, 1, labelled=False)
+    sample = emb.sample_pixels(pixels, 1, 150, seed=0, num_classes=5)
+    assert sample.balanced_by == "prediction" and len(sample.anchors) == 0
+    with pytest.raises(ValueError, match="no ground truth"):
+        emb.point_colours(sample, "ground truth", [[0, 0, 0]] * 5)
+
+
+def test_scatter_picture_click_finds_the_point(setting, tmp_path):
+    _, ds, _, _ = setting
+    sample = emb.sample_pixels(pixels_of(setting, 1), 1, 300, seed=0, num_classes=5)
+    proj = emb.pca_project(sample)
+    assert proj.coords.shape == (len(sample), 2) and proj.anchor_coords.shape == (len(sample.anchors), 2)
+    for colour in emb.COLOUR_BY:
+        img, canvas = emb.scatter_image(sample, proj, colour, ds.info.palette, size=(300, 360), highlight=5)
+        assert img.shape == (300, 360, 3) and img.dtype == np.uint8
+        _, colours, _ = emb.point_colours(sample, colour, ds.info.palette)
+        last = len(sample) - 1  # drawn last, so nothing covers its centre
+        u, v = np.rint(canvas.pixels[last]).astype(int)
+        assert (img[v, u] == colours[last]).all() or last == 5
+    _, canvas = emb.scatter_image(sample, proj, "ground truth", ds.info.palette)
+    unique = [k for k in range(len(sample)) if (np.abs(canvas.pixels - canvas.pixels[k]).sum(1) < 1e-9).sum() == 1]
+    for k in unique[:50]:
+        u, v = canvas.pixels[k]
+        assert emb.pick_point(canvas, u + 0.4, v - 0.4) == k
+    assert emb.pick_point(canvas, -500, -500) is None
+
+
+def test_hover_figure_has_every_point_once(setting):
+    _, ds, _, _ = setting
+    sample = emb.sample_pixels(pixels_of(setting, 1), 1, 250, seed=0, num_classes=5)
+    proj = emb.pca_project(sample)
+    fig = emb.scatter_figure(sample, proj, "ground truth", ds.info.classes, ds.info.palette)
+    ids = np.concatenate([np.asarray(t.customdata) for t in fig.data if t.customdata is not None
+                          and np.asarray(t.customdata).ndim == 1])
+    assert sorted(ids.tolist()) == list(range(len(sample)))
+
+
+def test_umap_projection(setting):
+    sample = emb.sample_pixels(pixels_of(setting, 1), 1, 300, seed=0, num_classes=5)
+    proj = emb.umap_project(sample, seed=0, n_epochs=15)
+    assert proj.method == "UMAP" and proj.coords.shape == (len(sample), 2)
+    assert np.isfinite(proj.coords).all() and np.isfinite(proj.anchor_coords).all()
+    assert proj.coords.std(0).min() > 0
+
+
+@pytest.mark.parametrize("n", [0, 99, 10**7, 2.5, "many", None])
+def test_bad_sample_sizes(setting, n):
+    with pytest.raises(ValueError, match="sample size"):
+        emb.sample_pixels(pixels_of(setting, 1), 1, n)
+
+
+@pytest.mark.parametrize("layer", [-1, 4, 1.5])
+def test_bad_layer(setting, layer):
+    _, _, images, runs = setting
+    with pytest.raises(ValueError, match="layer must be"):
+        emb.layer_pixels(runs[0], layer, images[0][1].astype(np.int64))
