@@ -22,6 +22,7 @@ from app.tabs.errors import build_errors
 from app.tabs.learn import build_learn
 from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
+from app.tabs.train import build_train
 from contextrast.analysis import embeddings
 
 HEADER = """# Contextrast Lab
@@ -31,9 +32,11 @@ Pick a sample or upload an image, then browse the tabs; everything is computed o
 
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
-             toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True) -> gr.Blocks:
+             toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True,
+             runs_dir: str | Path | None = None) -> gr.Blocks:
     """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
-    optional dataset spec whose first available split (val, test, train) is listed with the toy samples."""
+    optional dataset spec whose first available split (val, test, train) is listed with the toy samples.
+    With `runs_dir`, a Train tab submits fine-tuning jobs to the worker queue kept there."""
     store = ModelStore([Path(p) for p in checkpoints])
     samples = Samples(data_spec, toy_spec)
     lab = Lab(store=store, samples=samples, max_side=max_side, concurrency=concurrency)
@@ -77,6 +80,9 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                 errors_tab = build_errors(lab, data_spec)
             with gr.Tab("Learn"):
                 learn_tab = build_learn(lab)
+            if runs_dir is not None:
+                with gr.Tab("Train"):
+                    build_train(lab, runs_dir)
 
         outputs = predict_tab.outputs + srm_tab.outputs + crm_tab.outputs + bane_tab.outputs
         controls = predict_tab.controls + srm_tab.controls + crm_tab.controls + bane_tab.controls
@@ -144,7 +150,13 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
     check_host(args.host, auth, args.insecure)
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))  # one request's matmuls use the cores, no more
     checkpoints = discover_checkpoints(args.checkpoints_dir, args.checkpoint or [])
-    demo = build_ui(checkpoints, args.data, max_side=args.max_side)
+    runs_dir = args.runs_dir
+    if not args.no_worker:
+        from contextrast.jobs.control import ensure_worker_running
+
+        if ensure_worker_running(runs_dir) is not None:
+            print(f"started a fine-tuning worker in the background (log: {Path(runs_dir) / 'worker.log'})", flush=True)
+    demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir)
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,
                 prevent_thread_lock=prevent_thread_lock, show_error=True, quiet=prevent_thread_lock,

@@ -15,6 +15,7 @@ import numpy as np
 
 from contextrast.analysis.forward import ModelRun, run_model
 from contextrast.engine.checkpoint import CARD_FILE, ModelCard, load_checkpoint, read_card
+from contextrast.engine.inference import prepare_for_inference
 
 
 def discover_checkpoints(checkpoints_dir: str | Path | None, extra: Sequence[str | Path] = ()) -> list[Path]:
@@ -124,6 +125,7 @@ class ModelStore:
         with self._load_lock:
             if name not in self._loaded:
                 model, card = load_checkpoint(self.paths[name])
+                model = prepare_for_inference(model)
                 self._loaded[name] = LoadedModel(name, self.paths[name], card, model.eval())
             return self._loaded[name]
 

@@ -38,11 +38,15 @@ def _available() -> dict[str, str]:
 
 
 def build_parser(load: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="contextrast", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="contextrast",
+        description="Contextrast Lab: train, evaluate, benchmark and inspect SCRNet / Contextrast segmentation "
+        "models. `contextrast COMMAND --help` shows each command's options and examples.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in _available().items():
         if load is not None and name != load:
-            sub.add_parser(name, help="(run `contextrast %s --help`)" % name, add_help=False)
+            sub.add_parser(name, help=f"(run `contextrast {name} --help`)", add_help=False)
             continue
         module = importlib.import_module(f"contextrast.commands.{module_name}")
         p = sub.add_parser(

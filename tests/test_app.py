@@ -54,7 +54,8 @@ def lab(tmp_path_factory):
     (root / "checkpoints" / "not-a-checkpoint").mkdir()  # no card: not listed
     args = argparse.Namespace(checkpoint=[str(root / "extra" / "toy-bilinear")],
                               checkpoints_dir=str(root / "checkpoints"), data=None, port=free_port(),
-                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256)
+                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256,
+                              runs_dir=str(root / "runs"), no_worker=True)
     demo = launch(args, prevent_thread_lock=True)
     client = Client(f"http://127.0.0.1:{args.port}/", verbose=False)
     yield demo, client, root
@@ -91,6 +92,8 @@ def test_every_event_has_an_api_name_and_model_events_are_limited(lab):
     assert all(fn.concurrency_limit == 1 for fn in heavy)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/predict", "/srm", "/crm", "/bane", "/analyse", "/load_sample"} <= set(endpoints)
+    # the Train tab (contextrast.jobs) is part of the launched app
+    assert {"/train_submit", "/train_poll", "/train_cancel", "/train_stop", "/train_resume"} <= set(endpoints)
 
 
 def test_checkpoints_are_discovered(lab):

@@ -54,7 +54,8 @@ def lab(tmp_path_factory):
     write_checkpoint(root / "checkpoints" / "toy-a")
     write_checkpoint(root / "checkpoints" / "toy-b", align="bilinear", context="ppm")
     args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(root / "checkpoints"), data=None, port=free_port(),
-                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256)
+                              host="127.0.0.1", auth=None, insecure=False, max_file_size="1mb", max_side=256,
+                              runs_dir=str(root / "runs"), no_worker=True)
     demo = launch(args, prevent_thread_lock=True)
     client = Client(f"http://127.0.0.1:{args.port}/", verbose=False)
     yield demo, client, root

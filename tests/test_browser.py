@@ -101,7 +101,8 @@ def test_page_renders_tabs_and_a_prediction(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(tmp_path / "ckpt"), data=None, port=port,
-                              host="127.0.0.1", auth=None, insecure=False, max_file_size="5mb", max_side=512)
+                              host="127.0.0.1", auth=None, insecure=False, max_file_size="5mb", max_side=512,
+                              runs_dir=str(tmp_path / "runs"), no_worker=True)
     demo = launch(args, prevent_thread_lock=True)
     browser = HeadlessChromium(CHROMIUM)
     try:

@@ -324,7 +324,7 @@ def pca_project(sample: PixelSample) -> Projection:
 
 def umap_epochs(n: int) -> int:
     """Fewer epochs for bigger samples: each epoch costs ~n·n_neighbours updates, and large maps settle sooner."""
-    return 200 if n <= 5_000 else 120 if n <= 12_000 else 80
+    return 200 if n <= 5_000 else 100 if n <= 12_000 else 80
 
 
 def umap_project(sample: PixelSample, seed: int = 0, n_epochs: int | None = None, n_neighbors: int = UMAP_NEIGHBOURS,

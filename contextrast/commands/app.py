@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "start the Contextrast Lab web app (predictions, SRM offsets, CRM attention, BANE sampling)"
+HELP = "start the Contextrast Lab web app (predictions, SRM offsets, CRM attention, BANE, embeddings, errors, training)"
 EXAMPLES = """  contextrast app                                   # every checkpoint in checkpoints/, on 127.0.0.1:7860
   contextrast app --checkpoint runs/toy/final --data camvid:/data/camvid
   contextrast app --host 0.0.0.0 --auth alice:secret --port 8080"""
@@ -24,8 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-file-size", default="20mb", help="largest upload accepted, e.g. 20mb (default)")
     p.add_argument("--max-side", type=int, default=2048,
                    help="images with a longer side are shrunk to this many pixels, with a notice (default 2048)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR",
+                   help="where fine-tuning jobs, their queue and their checkpoints live (default: runs)")
     p.add_argument("--no-worker", action="store_true",
-                   help="do not start the fine-tuning worker (accepted now; the worker arrives with the jobs issue)")
+                   help="do not start a background fine-tuning worker (jobs then wait for `contextrast worker`)")
 
 
 def run(args: argparse.Namespace) -> int:

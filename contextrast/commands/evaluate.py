@@ -33,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from contextrast.data import build_dataset
     from contextrast.engine.checkpoint import load_checkpoint
     from contextrast.engine.evaluate import evaluate
-    from contextrast.engine.inference import resolve_device
+    from contextrast.engine.inference import prepare_for_inference, resolve_device
 
     device = resolve_device(args.device)
     dataset = build_dataset(args.data, args.split)
     model, card = load_checkpoint(args.checkpoint, device=device)
+    model = prepare_for_inference(model)
     if dataset.info.num_classes != model.num_classes:
         raise ValueError(
             f"dataset {args.data} ({args.split}) has {dataset.info.num_classes} classes but checkpoint "

@@ -28,12 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from contextrast.data.palette import colorize
     from contextrast.data.transforms import normalize
     from contextrast.engine.checkpoint import load_checkpoint
-    from contextrast.engine.inference import predict_logits, resolve_device
+    from contextrast.engine.inference import predict_logits, prepare_for_inference, resolve_device
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must lie in [0, 1]; got {args.alpha}")
     device = resolve_device(args.device)
     model, card = load_checkpoint(args.checkpoint, device=device)
+    model = prepare_for_inference(model)
     if len(card.palette) != model.num_classes:
         raise ValueError(f"checkpoint {args.checkpoint} has {len(card.palette)} palette colours for "
                          f"{model.num_classes} classes")

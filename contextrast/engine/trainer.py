@@ -303,7 +303,9 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
                 log({"iter": it, "val": {"miou": miou, "aacc": metrics["aacc"], "macc": metrics["macc"]}})
                 if best_miou is None or (miou is not None and miou > best_miou):
                     best_miou = miou
-                    save("best", it, {"val_miou": miou, "split": t.val_split, "iteration": it})
+                    save("best", it, {"val_miou": miou, "val_aacc": metrics["aacc"], "val_macc": metrics["macc"],
+                                      "per_class_iou": metrics["per_class_iou"], "split": t.val_split,
+                                      "iteration": it})
             if world > 1:
                 dist.barrier()
         if main and (it % t.ckpt_interval == 0 or it == t.iterations or request == "stop"):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from contextrast.models.backbones import resnet as _resnet  # noqa: F401  (registers resnets)
 from contextrast.models.backbones.base import Backbone
 from contextrast.models.backbones.registry import BACKBONES
-from contextrast.models.backbones import resnet as _resnet  # noqa: F401  (registers resnets)
 from contextrast.models.backbones.timm_backbone import TimmBackbone
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-
 from torch import Tensor, nn
 
 from contextrast.models.backbones.base import Backbone
