@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from app.main import build_ui, check_host, launch  # noqa: E402
+from contextrast.analysis import attention  # noqa: E402
 from contextrast.cli import main as cli_main  # noqa: E402
 from contextrast.data.toy import TOY  # noqa: E402
 from contextrast.engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
@@ -256,10 +257,14 @@ def test_clicking_the_crm_image_picks_the_query_pixel(lab):
 
     demo, _, _ = lab
     pick = next(fn for fn in demo.fns.values() if fn.api_name == "crm_pick")
+    # the 160×128 overlay is shown enlarged 3× (app.display): a click at (152, 91) there is source pixel (50, 30)
     args, *_ = helpers.special_args(pick.fn, ["toy-srm", SAMPLE, None, None], None,
-                                    SelectData(None, {"index": [50, 30], "value": None}))
+                                    SelectData(None, {"index": [152, 91], "value": None}))
     overlay, _, y, x, info = pick.fn(*args)
-    assert (y, x) == (30, 50) and overlay.shape == (128, 160, 3) and "x=50, y=30" in info
+    assert (y, x) == (30, 50) and overlay.shape == (3 * 128, 3 * 160, 3) and "x=50, y=30" in info
+    # the cross-hair is drawn at the source pixel: the enlarged picture is the source one, each pixel a 3×3 block
+    expected, _ = attention.render_spatial(demo.lab.context("toy-srm", SAMPLE, None, None).run, 30, 50)
+    assert np.array_equal(overlay[1::3, 1::3], expected)
 
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared/data/camvid"

@@ -18,6 +18,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from app.display import display_factor  # noqa: E402
 from app.main import launch  # noqa: E402
 from contextrast.cli import main as cli_main  # noqa: E402
 from contextrast.data.toy import TOY  # noqa: E402
@@ -135,10 +136,12 @@ def test_clicks_on_the_scatter_picture_and_on_the_image(lab):
     out = fns["embeddings_click_scatter"].fn(*args)
     assert np.allclose(canvas.pixels[out[6]], canvas.pixels[k])
     picked, image, y, x = out[6], out[7], out[8], out[9]
+    k = display_factor(view.rgbs[image].shape)  # the located picture is shown enlarged k× (app.display)
+    assert out[5].shape[:2] == (k * view.rgbs[image].shape[0], k * view.rgbs[image].shape[1])
     args, *_ = helpers.special_args(fns["embeddings_click_image"].fn, [view, "ground truth", image], None,
-                                    SelectData(None, {"index": [x, y], "value": None}))
+                                    SelectData(None, {"index": [k * x + k - 1, k * y], "value": None}))
     back = fns["embeddings_click_image"].fn(*args)
-    assert back[6] == picked and "→ point" in back[0]
+    assert back[6] == picked and (back[8], back[9]) == (y, x) and "→ point" in back[0]
     assert tab.cache.get is not None
 
 
@@ -164,22 +167,33 @@ def test_embeddings_bad_inputs(lab):
 # ------------------------------------------------------------------------------------------------ errors
 
 
+def hidden(value) -> bool:
+    """An output the handler emptied and hid (the client reports a hidden component as an update dict)."""
+    return value is None or (isinstance(value, dict) and value.get("visible") is False and value.get("value") is None)
+
+
+def shown(value):
+    """The value of an output the handler filled and made visible (the client reports it as an update dict)."""
+    assert isinstance(value, dict) and value.get("visible") is True, value
+    return value["value"]
+
+
 def test_errors_image_with_class_filter_and_comparison(lab):
     _, client, _ = lab
     outcome, versus, plot, info = call(client, "/errors_image", "toy-a", SAMPLE, None, None, "disc", True, "(none)")
-    assert Path(outcome).is_file() and versus is None and "false positive" in info
+    assert Path(outcome).is_file() and hidden(versus) and hidden(plot) and "false positive" in info
     outcome, versus, plot, info = call(client, "/errors_image", "toy-a", SAMPLE, None, None, "all classes", False,
                                        "toy-b")
-    assert Path(versus).is_file() and plot is not None and "fixes" in info and "breaks" in info
+    assert Path(shown(versus)).is_file() and shown(plot) is not None and "fixes" in info and "breaks" in info
 
 
 def test_errors_image_without_labels_is_a_clear_message(lab):
     _, client, root = lab
     rgb = np.zeros((64, 80, 3), np.uint8)
     Image.fromarray(rgb).save(root / "blank.png")
-    with pytest.raises(AppError, match="needs a ground truth"):
-        call(client, "/errors_image", "toy-a", "(your upload)", handle_file(str(root / "blank.png")), None,
-             "all classes", False, "(none)")
+    outcome, versus, plot, info = call(client, "/errors_image", "toy-a", "(your upload)",
+                                       handle_file(str(root / "blank.png")), None, "all classes", False, "(none)")
+    assert outcome is None and hidden(versus) and "needs a ground truth" in info
     assert call(client, "/errors_image", "toy-a", SAMPLE, None, None, "all classes", False, "(none)")[0]
 
 
@@ -225,7 +239,7 @@ def test_split_bad_inputs(lab):
     with pytest.raises(AppError, match="unknown dataset|toy|spec"):
         call(client, "/errors_split", "toy-a", "nonsense-data", "val", None, "(none)", False)
     with pytest.raises(AppError, match="max images"):
-        call(client, "/errors_split", "toy-a", SPEC, "val", 0, "(none)", False)
+        call(client, "/errors_split", "toy-a", SPEC, "val", -1, "(none)", False)
     with pytest.raises(AppError, match="not in the list of choices|split must be"):
         call(client, "/errors_split", "toy-a", SPEC, "holdout", None, "(none)", False)
 

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from app.display import enlarge
 from app.lab import Context, Lab, notices_md, status, user_errors
 from app.state import digest
 from contextrast.analysis import bane
@@ -62,7 +63,7 @@ class BaneTab:
         text = status(notices_md(ctx.input.notices),
                       f"**{classes[cls]}** at **{bane.LAYER_NAMES[layer]}**, K_s = {k_s:g} % · sampled: {counts}",
                       f"Loss terms on this image: {terms}")
-        return [v.error, v.distance, v.samples, v.losses, text]
+        return [enlarge(v.error), enlarge(v.distance), v.samples, v.losses, text]
 
 
 def build_bane(lab: Lab) -> BaneTab:

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.display import enlarge, to_source
 from app.lab import Context, Lab, notices_md, status, user_errors
 from contextrast.analysis import attention
 
@@ -33,7 +34,7 @@ class CrmTab:
         text = status(notices_md(ctx.input.notices),
                       f"Query pixel (x={int(x)}, y={int(y)}) → column {c}, row {r} of the {w4}×{h4} grid of F4; "
                       f"its strongest attention weight is {row.max():.3f} (uniform would be {1 / row.size:.3f}).")
-        return [overlay, figure, int(y), int(x), text]
+        return [enlarge(overlay), figure, int(y), int(x), text]
 
 
 def build_crm(lab: Lab) -> CrmTab:
@@ -60,8 +61,9 @@ def build_crm(lab: Lab) -> CrmTab:
 
     @user_errors
     def crm_pick(model, sample, image, label, evt: gr.SelectData):
-        px, py = evt.index  # image components report [x, y] in the image's own pixels
-        return tab.draw(lab.context(model, sample, image, label), py, px)
+        ctx = lab.context(model, sample, image, label)
+        px, py = to_source(evt.index, ctx.input.rgb.shape)  # the click is in the enlarged picture's pixels
+        return tab.draw(ctx, py, px)
 
     overlay.select(crm_pick, inputs=lab.inputs, outputs=tab.outputs, **lab.model_event(api_name="crm_pick"))
     gr.on([y.submit, x.submit], crm_endpoint, inputs=lab.inputs + tab.controls, outputs=tab.outputs,

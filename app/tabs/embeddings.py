@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from app.display import enlarge, to_source
 from app.inputs import resolve_input
 from app.lab import Lab, log, notices_md, status, user_errors
 from app.state import LRU, digest
@@ -74,7 +75,7 @@ class EmbeddingsTab:
         a = view.samples[0]
         point = 0 if point is None else int(point)
         i, y, x = emb.pixel_of_point(a, point)
-        located = emb.locate_pixel(view.rgbs[i], y, x, a.grids[i])
+        located = enlarge(emb.locate_pixel(view.rgbs[i], y, x, a.grids[i]))
         cls = view.classes
 
         def name(c: int) -> str:
@@ -252,7 +253,10 @@ def build_embeddings(lab: Lab) -> EmbeddingsTab:
 
     @user_errors
     def click_image(view, colour, image_value, evt: gr.SelectData):
-        x, y = evt.index
+        view = _point_of(view)
+        if image_value is None or not 0 <= int(image_value) < len(view.rgbs):
+            raise ValueError(f"image index must be 0..{len(view.rgbs) - 1}; got {image_value!r}")
+        x, y = to_source(evt.index, view.rgbs[int(image_value)].shape)  # the click is in the enlarged picture
         return show_pixel(view, colour, image_value, y, x)
 
     heavy = dict(outputs=tab.outputs, **lab.model_event())

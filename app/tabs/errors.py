@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from app.display import enlarge
 from app.lab import Lab, notices_md, status, user_errors
 from app.state import LRU
 from contextrast.analysis import errors
@@ -55,14 +56,15 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
     image_info = gr.Markdown()
     with gr.Row():
         outcome = gr.Image(label="TP / FP / FN", interactive=False, format="png", height=340)
-        versus = gr.Image(label="B against the selected model (A)", interactive=False, format="png", height=340)
-    versus_plot = gr.Plot(label="Fixed and broken pixels per class")
+        versus = gr.Image(label="B against the selected model (A)", interactive=False, format="png", height=340,
+                          visible=False)  # shown once a checkpoint B is picked
+    versus_plot = gr.Plot(label="Fixed and broken pixels per class", visible=False)
 
     gr.Markdown("### A whole split\nThe same numbers as `contextrast eval --data SPEC --split SPLIT`.")
     with gr.Row():
         spec = gr.Textbox(data_spec or "toy", label="Dataset spec", info="e.g. toy:n=16,size=128x160 or camvid:/path")
         split = gr.Dropdown(list(SPLITS), value="val", label="Split")
-        max_images = gr.Number(None, precision=0, label="Max images (empty: all)")
+        max_images = gr.Number(0, precision=0, label="Max images (0: all)")
         normalised = gr.Checkbox(False, label="Normalise rows")
     with gr.Row():
         split_go = gr.Button("Evaluate the split", variant="primary")
@@ -81,9 +83,10 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
     def image_errors(model, sample, image, label, cls_name, mistakes, second):
         ctx = lab.context(model, sample, image, label)
         truth = ctx.input.labels
-        if truth is None:
-            raise ValueError("The Errors view needs a ground truth: pick a labelled sample, or upload a label map "
-                             "(PNG of class ids) with your image.")
+        if truth is None:  # say so in the tab, as Predict and BANE do, instead of a transient error toast
+            return [None, gr.Image(None, visible=False), gr.Plot(None, visible=False),
+                    status(notices_md(ctx.input.notices), "> ℹ️ The Errors view needs a ground truth: pick a labelled "
+                           "sample, or upload a label map (PNG of class ids) with your image.")]
         classes = ctx.classes
         if cls_name in (None, "", ALL_CLASSES):
             c = None
@@ -96,7 +99,8 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
         counts = " · ".join(f"{k}: {v}" for k, v in view.counts.items())
         lines = [notices_md(ctx.input.notices), f"**{ctx.input.name}**, {cls_name or ALL_CLASSES}: {counts} pixels"]
         if second in (None, "", NO_MODEL):
-            return [view.picture, None, None, status(*lines, "Pick checkpoint B to compare two models.")]
+            return [enlarge(view.picture), gr.Image(None, visible=False), gr.Plot(None, visible=False),
+                    status(*lines, "Pick checkpoint B to compare two models.")]
         loaded_b, run_b = lab.store.run(second, ctx.input.rgb)
         if list(loaded_b.card.classes) != classes:
             raise ValueError(f"{second} predicts other classes than {ctx.loaded.name}; compare checkpoints trained "
@@ -105,8 +109,8 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
         codes = errors.comparison_map(pred, pred_b, truth)
         cmp = errors.compare(pred, pred_b, truth)
         lines.append(cmp.summary(ctx.loaded.name, second))
-        return [view.picture, errors.render_comparison(ctx.input.rgb, codes),
-                errors.comparison_figure(cmp, classes, ctx.loaded.name, second), status(*lines)]
+        return [enlarge(view.picture), gr.Image(enlarge(errors.render_comparison(ctx.input.rgb, codes)), visible=True),
+                gr.Plot(errors.comparison_figure(cmp, classes, ctx.loaded.name, second), visible=True), status(*lines)]
 
     @user_errors
     def split_errors(model, spec_value, split_value, limit, second, norm, request: gr.Request,
@@ -115,9 +119,9 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             raise ValueError("give a dataset spec, e.g. toy:n=16,size=128x160 or camvid:/path/to/camvid")
         if split_value not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split_value!r}")
-        if limit is not None and int(limit) < 1:
-            raise ValueError(f"max images must be a positive number (or empty for all); got {limit}")
-        limit = None if limit is None else int(limit)
+        if limit is not None and int(limit) < 0:
+            raise ValueError(f"max images must be a positive number (or 0 / empty for all); got {limit}")
+        limit = int(limit) if limit else None  # 0 means all: the page's number box cannot be left empty
         loaded = lab.store.get(model)
         key = (loaded.name, str(spec_value).strip(), split_value, limit)
         flag = tab.stop_flag(getattr(request, "session_hash", None) or "-")

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from app.display import enlarge
 from app.lab import Lab, user_errors
 from app.state import LRU
 from contextrast.analysis import learn
@@ -23,6 +24,9 @@ from contextrast.models import build_model
 
 TINY = "(small untrained model)"
 TOY_SPLIT = "val"
+STEPS = (("1 · What an anchor is", "plot"), ("2 · The contextual update", "plot"),
+         ("3 · Where the model is wrong", "image"), ("4 · Distance to the edge of each error region", "image"),
+         ("5 · Keep the closest K_s percent", "image"), ("6 · How τ, K_s and w_h change the loss", "plot"))
 
 
 @dataclass
@@ -63,11 +67,7 @@ def build_learn(lab: Lab) -> LearnTab:
     start = gr.Button("Walk through", variant="primary")
     outputs: list[Any] = []
     texts: list[Any] = []
-    for title, kind in (("1 · What an anchor is", "plot"), ("2 · The contextual update", "plot"),
-                        ("3 · Where the model is wrong", "image"),
-                        ("4 · Distance to the edge of each error region", "image"),
-                        ("5 · Keep the closest K_s percent", "image"),
-                        ("6 · How τ, K_s and w_h change the loss", "plot")):
+    for title, kind in STEPS:
         gr.Markdown(f"### {title}")
         with gr.Row():
             pic = gr.Plot(show_label=False) if kind == "plot" else gr.Image(show_label=False, interactive=False,
@@ -109,8 +109,8 @@ def build_learn(lab: Lab) -> LearnTab:
         s6, chosen, defaults = learn.loss_step(run, labels, len(classes), float(tau_value), float(k_s_value),
                                                float(w_h_value))
         steps = [s1, s2, b.error, b.distance, b.kept, s6]
-        return [s.picture for s in steps] + [s.text for s in steps] + [{"chosen": chosen, "defaults": defaults,
-                                                                          "bane": b.counts}]
+        pictures = [enlarge(s.picture) if isinstance(s.picture, np.ndarray) else s.picture for s in steps]
+        return pictures + [s.text for s in steps] + [{"chosen": chosen, "defaults": defaults, "bane": b.counts}]
 
     gr.on([start.click, tau.release, k_s.release, w_h.release, layer.input, picture.release, model.input], walk,
           inputs=tab.controls, outputs=tab.outputs, **lab.model_event(api_name="learn"))

@@ -9,12 +9,13 @@ from typing import Any
 
 import gradio as gr
 
+from app.display import enlarge
 from app.lab import Context, Lab, notices_md, status, user_errors
 from contextrast.analysis import predict
 
 CAPTIONS = {
     "overlay": "The model's prediction, each class in its colour over the image; untick a class to hide it.",
-    "compare": "Drag the handle: ground truth on the left, prediction on the right.",
+    "compare": "Ground truth (left) | prediction (right): drag the handle",
     "confidence": "Confidence: the winning class's softmax probability (bright = sure).",
     "entropy": "Uncertainty: the entropy of the class probabilities, 0 to log K (bright = unsure, usually at boundaries).",
 }
@@ -46,13 +47,13 @@ class PredictTab:
         if ctx.input.labels is not None:
             acc = predict.pixel_accuracy(maps.labels, ctx.input.labels)
             lines.append(f"Pixel accuracy against the ground truth: {100 * acc:.1f} %")
-            compare = gr.ImageSlider(value=(predict.colorize(ctx.input.labels, ctx.palette),
-                                            predict.colorize(maps.labels, ctx.palette)), visible=True)
+            compare = gr.ImageSlider(value=(enlarge(predict.colorize(ctx.input.labels, ctx.palette)),
+                                            enlarge(predict.colorize(maps.labels, ctx.palette))), visible=True)
         else:
             lines.append("No ground truth for this image: upload a label map (PNG of class ids) to compare.")
             compare = gr.ImageSlider(value=None, visible=False)
-        return [over, compare, legend_html(predict.legend(maps.labels, classes, ctx.palette)),
-                predict.confidence_rgb(maps), predict.entropy_rgb(maps),
+        return [enlarge(over), compare, legend_html(predict.legend(maps.labels, classes, ctx.palette)),
+                enlarge(predict.confidence_rgb(maps)), enlarge(predict.entropy_rgb(maps)),
                 status(notices_md(ctx.input.notices), *lines)]
 
 
@@ -68,8 +69,10 @@ def build_predict(lab: Lab) -> PredictTab:
             overlay = gr.Image(label="Prediction overlay", interactive=False, format="png", height=340)
             gr.Markdown(CAPTIONS["overlay"])
         with gr.Column():
-            compare = gr.ImageSlider(label="Ground truth | prediction", interactive=False, visible=False, format="png", height=340)
-            gr.Markdown(CAPTIONS["compare"])
+            # the caption is the label, so it hides with the slider when there is no ground truth; max_height,
+            # not height: with a fixed height Gradio misaligns the two halves
+            compare = gr.ImageSlider(label=CAPTIONS["compare"], interactive=False, visible=False, format="png",
+                                     max_height=340)
     legend = gr.HTML(label="Legend")
     with gr.Row():
         with gr.Column():

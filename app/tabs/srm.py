@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.display import enlarge
 from app.lab import Context, Lab, notices_md, status, user_errors
 from contextrast.analysis import offsets
 
@@ -29,7 +30,8 @@ class SrmTab:
         note = "" if v.initial is not None else "This model has no neighbour mask (srm_nomask): Δ = Δ′."
         text = status(notices_md(ctx.input.notices),
                       f"Step **{offsets.STEP_NAMES[v.step]}** · grid {v.grid[1]}×{v.grid[0]} · {stats}", note)
-        return [v.flow, v.wheel, v.arrows, v.magnitude, v.initial, v.change, v.entropy, v.before, v.after, text]
+        pictures = [enlarge(p) for p in (v.flow, v.magnitude, v.initial, v.change, v.entropy, v.before, v.after)]
+        return [pictures[0], v.wheel, v.arrows, *pictures[1:], text]
 
 
 def _panel(label: str, caption: str, **kwargs: Any) -> gr.Image:

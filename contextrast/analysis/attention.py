@@ -107,7 +107,7 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
     shares = contributions[order]
     labels = [f"ch {i} · {stage_names[dominant[i]]}" for i in order]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.18, 0.82], shared_yaxes=True, horizontal_spacing=0.02,
-                        subplot_titles=("stage share of the 1×1 weights", "channel attention A_c"))
+                        subplot_titles=("stage share", "channel attention A_c"))  # short: the left panel is narrow
     fig.add_trace(go.Heatmap(z=shares, x=list(stage_names), y=labels, colorscale="Blues", zmin=0, zmax=1,
                              showscale=False, hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>"), 1, 1)
     fig.add_trace(go.Heatmap(z=a, x=labels, y=labels, colorscale="Viridis", colorbar=dict(title="A_c"),
@@ -119,6 +119,7 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
         fig.add_hline(y=b, line=dict(color="black", width=1), row=1, col=1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False, row=1, col=2)
+    fig.update_annotations(font_size=13)
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
