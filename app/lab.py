@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,21 +61,37 @@ class Lab:
         return dict(concurrency_limit=self.concurrency, concurrency_id=MODEL_EVENTS, **kwargs)
 
 
+def _as_user_error(fn: Callable[..., Any], e: Exception) -> gr.Error:
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, (ValueError, FileNotFoundError)):
+        return gr.Error(str(e), print_exception=False)
+    log.exception("handler %s failed", fn.__name__)  # a bug must not take the app down; the log keeps the trace
+    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}); the app is still running.")
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's ValueError/FileNotFoundError into a visible `gr.Error` with its message;
-    anything else is logged and reported briefly, and the app keeps serving."""
+    anything else is logged and reported briefly, and the app keeps serving. Works for plain and
+    generator (streaming) handlers alike."""
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise _as_user_error(fn, e) from None
+
+        return stream
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, FileNotFoundError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        except Exception as e:  # noqa: BLE001 - a bug must not take the app down; the log keeps the trace
-            log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}); the app is still running.") from None
+        except Exception as e:  # noqa: BLE001
+            raise _as_user_error(fn, e) from None
 
     return wrapper
 

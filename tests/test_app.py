@@ -4,47 +4,26 @@ bad inputs included; the app must answer each with a visible message and keep se
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from lab_helpers import free_port, write_checkpoint  # noqa: E402
 
 from app.main import build_ui, check_host, launch  # noqa: E402
 from contextrast.analysis import attention  # noqa: E402
 from contextrast.cli import main as cli_main  # noqa: E402
 from contextrast.data.toy import TOY  # noqa: E402
-from contextrast.engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from contextrast.models import build_model  # noqa: E402
 
 SAMPLE = "toy/val_00000"
 CLASSES = list(TOY.classes)
 PREDICT = dict(opacity_value=0.5, shown=CLASSES)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_checkpoint(path: Path, **model) -> Path:
-    torch.manual_seed(0)
-    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32, **model})
-    if net.config.align != "bilinear":
-        with torch.no_grad():
-            for step in net.decoder:
-                torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
-    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=CLASSES,
-                     palette=[list(c) for c in TOY.palette])
-    return save_checkpoint(path, net, card)
 
 
 @pytest.fixture(scope="module")

@@ -5,48 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from lab_helpers import free_port, write_checkpoint  # noqa: E402
 
 from app.display import display_factor  # noqa: E402
 from app.main import launch  # noqa: E402
 from contextrast.cli import main as cli_main  # noqa: E402
-from contextrast.data.toy import TOY  # noqa: E402
-from contextrast.engine.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from contextrast.models import build_model  # noqa: E402
 
 SAMPLE = "toy/val_00000"
 SPEC = "toy:n=4,size=64x80"
 LAYER = "E2 (1/8)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_checkpoint(path: Path, **model) -> Path:
-    """A tiny random toy-class checkpoint (the SRM's offsets nudged off zero so it is not plain bilinear)."""
-    torch.manual_seed(0)
-    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32, **model})
-    if net.config.align != "bilinear":
-        with torch.no_grad():
-            for step in net.decoder:
-                torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
-    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=list(TOY.classes),
-                     palette=[list(c) for c in TOY.palette])
-    return save_checkpoint(path, net, card)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from lab_helpers import free_port, write_checkpoint  # noqa: E402
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -88,18 +87,9 @@ class HeadlessChromium:
 
 def test_page_renders_tabs_and_a_prediction(tmp_path):
     from app.main import launch
-    from contextrast.data.toy import TOY
-    from contextrast.engine.checkpoint import ModelCard, save_checkpoint
-    from contextrast.models import build_model
 
-    torch.manual_seed(0)
-    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32})
-    save_checkpoint(tmp_path / "ckpt" / "toy", net, ModelCard(
-        name="toy", model=vars(net.config), dataset="toy", classes=list(TOY.classes),
-        palette=[list(c) for c in TOY.palette]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    write_checkpoint(tmp_path / "ckpt" / "toy")
+    port = free_port()
     args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(tmp_path / "ckpt"), data=None, port=port,
                               host="127.0.0.1", auth=None, insecure=False, max_file_size="5mb", max_side=512,
                               runs_dir=str(tmp_path / "runs"), no_worker=True)

@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from lab_helpers import free_port
 
 from contextrast.analysis.training_curves import read_metrics, split_curves, training_curves_figure
 from contextrast.jobs import (
@@ -196,17 +196,11 @@ def test_sigkilled_worker_leaves_an_interrupted_job_that_resumes(runs):
         resume_job(job["id"], runs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_redis_queue_two_workers_each_job_runs_once(tmp_path):
     import redis
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"

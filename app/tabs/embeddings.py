@@ -4,8 +4,6 @@ Click a point (in the scatter picture) to see its pixel; click the image to find
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +12,7 @@ import numpy as np
 
 from app.display import enlarge, to_source
 from app.inputs import resolve_input
-from app.lab import Lab, log, notices_md, status, user_errors
+from app.lab import Lab, notices_md, status, user_errors
 from app.state import LRU, digest
 from contextrast.analysis import embeddings as emb
 from contextrast.analysis.forward import run_model
@@ -23,24 +21,6 @@ NO_MODEL = "(none)"
 THIS_IMAGE = "this image"
 SPLIT_IMAGES = "first images of the sample's split"
 MAX_IMAGES = 16
-
-
-def user_errors_streamed(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """`app.lab.user_errors` for generator handlers: errors raised while iterating become visible messages."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        try:
-            yield from fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, FileNotFoundError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        except Exception as e:  # noqa: BLE001 - a bug must not take the app down; the log keeps the trace
-            log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}); the app is still running.") from None
-
-    return wrapper
 
 
 @dataclass
@@ -150,7 +130,7 @@ def build_embeddings(lab: Lab) -> EmbeddingsTab:
                         outputs=[info, picture_a, plot_a, picture_b, plot_b, located, point, image_index, pixel_y,
                                  pixel_x, view_state], cache=LRU(6))
 
-    @user_errors_streamed
+    @user_errors
     def project(model, sample, image, label, layer_index, n, seed_value, source_value, count_value, colour, second,
                 progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - how Gradio asks for a progress bar
         """Generator: the PCA view first, then the UMAP view (each cached per checkpoint, images, layer, seed)."""
