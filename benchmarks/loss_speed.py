@@ -6,9 +6,10 @@ Times, on CPU:
 2. the contrastive loss alone (forward + backward) against the loop-based reference
    (tests/reference_ccl.py) on the same inputs: the vectorised one should be ≥ 5× faster.
 
-    python -m benchmarks.loss_speed [--quick]
+    python -m benchmarks.loss_speed [--quick] [--threads N]
 
-`run(quick) -> dict` returns the numbers for the benchmark aggregator.
+`run(quick, threads) -> dict` returns the numbers for the benchmark aggregator. On shared, loaded cores pass
+`--threads 1`: multi-threaded CPU timings there mostly measure the other processes.
 """
 
 from __future__ import annotations
@@ -116,7 +117,20 @@ def time_loss_alone(batch: int, repeats: int) -> tuple[float, float]:
     return _time(vectorised, repeats), _time(plain, 1)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """`threads`: torch intra-op threads for the timings (None: leave torch's setting); restored afterwards."""
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be a positive integer; got {threads!r}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(quick: bool) -> dict[str, Any]:
     batch = 2 if quick else 8
     repeats = 3
     steps = [train_step("ce", batch), train_step("contextrast", batch)]
@@ -156,7 +170,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 2 instead of 8")
-    run(parser.parse_args().quick)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    args = parser.parse_args()
+    run(args.quick, args.threads)
 
 
 if __name__ == "__main__":

@@ -212,3 +212,18 @@ def test_cost_report_counts_params_and_macs():
     # MACs scale with the pixel count for a fully convolutional net (CRM's N×N term aside)
     rep2 = count_cost(model, (128, 192))
     assert 3.5 < rep2.gmacs / rep.gmacs < 4.5
+
+
+def test_projection_normalize_matches_f_normalize_and_gradcheck():
+    from contextrast.models.heads import _ChannelL2Normalize
+
+    torch.manual_seed(0)
+    z = torch.randn(2, 5, 3, 4, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _ChannelL2Normalize.apply(t, 1e-12), (z,))
+    with torch.no_grad():
+        z[0, :, 0, 0] = 0.0  # a zero vector: the norm is clamped to eps (not differentiable; match F.normalize)
+    g = torch.randn(2, 5, 3, 4, dtype=torch.double)
+    ours = torch.autograd.grad(_ChannelL2Normalize.apply(z, 1e-12), z, g)[0]
+    ref = torch.autograd.grad(F.normalize(z, dim=1), z, g)[0]
+    torch.testing.assert_close(_ChannelL2Normalize.apply(z, 1e-12), F.normalize(z, dim=1))
+    torch.testing.assert_close(ours, ref)

@@ -12,12 +12,16 @@ from contextrast.losses.grid import one_hot_bkn
 def class_means(embeddings: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     """Batch-wide mean embedding per class: a_i^n (no memory bank, no EMA).
 
-    embeddings (B, D, h, w), labels (B, h, w) with ignore values outside [0, K).
+    embeddings (B, D, h, w) or already flattened (B, D, h·w), labels (B, h, w) with ignore values outside [0, K).
     Returns means (K, D) (zero rows for absent classes) and counts (K,) long.
     """
     b, d = embeddings.shape[:2]
     onehot = one_hot_bkn(labels.reshape(b, -1), num_classes)  # (B, K, N)
-    sums = torch.bmm(onehot, embeddings.reshape(b, d, -1).float().transpose(1, 2)).sum(0)  # BLAS, deterministic
+    flat = embeddings if embeddings.dim() == 3 else embeddings.reshape(b, d, -1)
+    # (B, D, N) @ (B, N, K): BLAS, deterministic, and the gradient comes back as a contiguous (B, D, N), the
+    # layout of the embeddings, so the projection head's backward runs on matching strides (no slow mixed-layout
+    # elementwise ops, no transposing copies).
+    sums = torch.bmm(flat.float(), onehot.transpose(1, 2)).sum(0).t()  # (K, D)
     counts = onehot.sum((0, 2))
     means = sums / counts.clamp(min=1)[:, None]
     return means, counts.round().long()

@@ -56,16 +56,21 @@ class ContextualContrastiveLoss(SegmentationLoss):
             raise ValueError(f"expected {len(weights)} embedding maps (one per λ_i); got {len(embeddings)}")
         k = self.num_classes
         labels = [nearest_resize(target, tuple(e.shape[-2:])) for e in embeddings]
-        raw = [class_means(e, y, k) for e, y in zip(embeddings, labels)]
+        # One (B, D, h·w) view per layer, shared by the class means and the similarities, so that autograd sums
+        # their two full-size gradients in place instead of allocating a third tensor for the sum.
+        flat = [e.flatten(2) for e in embeddings]
+        raw = [class_means(e, y, k) for e, y in zip(flat, labels)]
         deep, deep_counts = raw[-1]
         use_bane = self.negatives != "random"
         total = logits.new_zeros((), dtype=torch.float32)
         layers: list[LayerRecord] = []
-        for i, (emb, y, (means, counts)) in enumerate(zip(embeddings, labels, raw)):
+        for i, (emb, emb_flat, y, (means, counts)) in enumerate(zip(embeddings, flat, labels, raw)):
             anchors = contextual_update(means, counts > 0, deep, deep_counts > 0, self.cfg.w_h)
             pred_i = prediction_at(logits, tuple(emb.shape[-2:])) if use_bane else None
             bane = bane_negatives(pred_i, y, self.cfg.bane_percent, self.ignore_index) if pred_i is not None else None
-            layer_loss, class_loss, samples = self._layer(emb, y, pred_i, bane, anchors, counts > 0, generator, record)
+            layer_loss, class_loss, samples = self._layer(
+                emb_flat, y, pred_i, bane, anchors, counts > 0, generator, record
+            )
             total = total + weights[i] * layer_loss
             if record:
                 layers.append(self._record(i, y, pred_i, bane, means, anchors, counts, class_loss, samples, layer_loss))
@@ -83,7 +88,7 @@ class ContextualContrastiveLoss(SegmentationLoss):
         record: bool,
     ) -> tuple[Tensor, Tensor, SampledPixels | None]:
         """One layer: sample per anchor, InfoNCE per class, mean over present classes.
-        Returns (L_i, per-class L_i(n) (K,), the sampled pixels when recording)."""
+        emb (B, D, h·w) (flattened), y (B, h, w). Returns (L_i, per-class L_i(n) (K,), the sampled pixels when recording)."""
         k, n = self.num_classes, y.numel()
         flat_y = y.reshape(-1)
         cls = torch.arange(k, device=y.device)[:, None]
@@ -109,12 +114,18 @@ class ContextualContrastiveLoss(SegmentationLoss):
         samples = None
         if record:
             neg_hard = hard.gather(1, neg_idx) if hard is not None else torch.zeros_like(neg_ok)
-            samples = self._samples(emb, pos_idx, pos_ok, neg_idx, neg_ok, neg_hard, bane)
+            samples = self._samples(tuple(y.shape[-2:]), pos_idx, pos_ok, neg_idx, neg_ok, neg_hard, bane)
         return layer_loss, class_loss, samples
 
     @staticmethod
     def _samples(
-        emb: Tensor, pos_idx: Tensor, pos_ok: Tensor, neg_idx: Tensor, neg_ok: Tensor, neg_hard: Tensor, bane
+        grid: tuple[int, int],
+        pos_idx: Tensor,
+        pos_ok: Tensor,
+        neg_idx: Tensor,
+        neg_ok: Tensor,
+        neg_hard: Tensor,
+        bane,
     ) -> SampledPixels:
         k = pos_idx.shape[0]
         cls = torch.arange(k, device=pos_idx.device)[:, None]
@@ -130,7 +141,7 @@ class ContextualContrastiveLoss(SegmentationLoss):
         if bane is not None:
             is_bane = role == BANE_NEGATIVE
             distance[is_bane] = bane.distance.reshape(-1)[idx[is_bane]]
-        image, yy, xx = flat_to_coords(idx, tuple(emb.shape[-2:]))
+        image, yy, xx = flat_to_coords(idx, grid)
         return SampledPixels(
             image=image.cpu(),
             y=yy.cpu(),

@@ -50,12 +50,17 @@ def gather_pixels(features: Tensor, index: Tensor) -> Tensor:
 
 
 def similarity_to(anchors: Tensor, features: Tensor) -> Tensor:
-    """anchors (K, D), features (B, D, h, w) → (K, B·h·w) fp32 dot products, columns in flat (b, y, x) order.
+    """anchors (K, D), features (B, D, h, w) or (B, D, h·w) → (K, B·h·w) fp32 dot products, columns in flat
+    (b, y, x) order.
 
     One dense matmul over every pixel: on CPU it beats gathering the sampled pixels (strided gathers and
-    scatters in backward), and it stays deterministic on CUDA (no atomic index_put)."""
+    scatters in backward), and it stays deterministic on CUDA (no atomic index_put). An explicit `bmm` (not a
+    broadcasting `matmul`, which folds the batch into a transposed mm) so the features' gradient is a
+    contiguous (B, D, N) like the features themselves."""
     b, d = features.shape[:2]
-    sims = torch.matmul(anchors.float(), features.reshape(b, d, -1).float())  # (B, K, N)
+    anchors = anchors.float()
+    flat = features if features.dim() == 3 else features.reshape(b, d, -1)
+    sims = torch.bmm(anchors.expand(b, *anchors.shape), flat.float())  # (B, K, N)
     return sims.transpose(0, 1).reshape(anchors.shape[0], -1)
 
 

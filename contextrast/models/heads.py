@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from contextrast.models.layers import conv_bn_relu
 
@@ -36,6 +37,31 @@ class AuxHead(nn.Module):
         return self.classifier(self.body(x))
 
 
+class _ChannelL2Normalize(torch.autograd.Function):
+    """`F.normalize(z, dim=1, eps)` for (B, D, h, w) with a hand-written backward that allocates one full-size
+    tensor (the gradient) instead of the half-dozen temporaries of the autograd chain (div, neg, mul, norm
+    backward): on CPU every full-resolution temporary is a fresh page-faulting allocation, and this op sits on
+    the largest embedding map (METHOD.md §2 "Embeddings"). Same values; gradients equal up to float rounding:
+    ∂L/∂z = (g − y·⟨g, y⟩_c) / max(‖z‖, eps), the ⟨g, y⟩ term dropped where the norm is clamped to eps."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, eps: float) -> Tensor:
+        denom = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min_(eps)  # (B, 1, h, w)
+        y = z / denom
+        ctx.save_for_backward(y, denom)
+        ctx.eps = eps
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        y, denom = ctx.saved_tensors
+        # ⟨g, y⟩ over channels one image at a time, so the product temporary is one image's size, not the batch's
+        dot = torch.stack([(g * yi).sum(0, keepdim=True) for g, yi in zip(grad, y)])  # (B, 1, h, w)
+        dot.masked_fill_(denom <= ctx.eps, 0.0)  # clamped norm: the denominator is a constant there
+        return torch.addcmul(grad, y, dot, value=-1.0).div_(denom), None
+
+
 class ProjectionHead(nn.Module):
     """conv1×1(c→c) → BN → ReLU → conv1×1(c→d), L2-normalised over channels: (B, c, h, w) → (B, d, h, w)."""
 
@@ -44,4 +70,4 @@ class ProjectionHead(nn.Module):
         self.body = nn.Sequential(conv_bn_relu(in_channels, in_channels, k=1), nn.Conv2d(in_channels, embed_dim, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.body(x).float(), dim=1)
+        return _ChannelL2Normalize.apply(self.body(x).float(), 1e-12)  # = F.normalize(·, dim=1), leaner backward
