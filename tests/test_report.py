@@ -10,7 +10,7 @@ from contextrast.engine.trainer import TrainHooks, train
 
 
 def _result(run: str, loss: str, seed: int, miou: float, align: str = "srm") -> RunResult:
-    return RunResult(run, {"backbone": "b", "align": align, "context": "crm", "loss": loss}, seed, 10, 10, miou,
+    return RunResult(run, {"backbone": "b", "align": align, "context": "crm", "loss": loss}, seed, 10, 10, 10, miou,
                      0.5, {"a": miou}, 1, 1.0, 60.0, "cpu")
 
 

@@ -42,6 +42,7 @@ class RunResult:
     variant: dict[str, str]  # backbone, align, context, loss
     seed: int
     iterations: int
+    scheduled_iterations: int
     best_iteration: int
     miou: float
     boundary_iou: float
@@ -80,6 +81,7 @@ def summarise_run(run_dir: str | Path, dataset, device: str = "cpu", kind: str =
                  "loss": card.loss.get("name", "ce")},
         seed=int(card.train.get("seed", 0)),
         iterations=int(whole.iteration),
+        scheduled_iterations=int(whole.train.get("iterations", whole.iteration)),
         best_iteration=int(card.iteration),
         miou=float(metrics["miou"]),
         boundary_iou=float(bi["mean"] if isinstance(bi, dict) else bi),
@@ -135,14 +137,14 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         "full resolution, single scale, no flip. mIoU and per-class IoU as detectron2 defines them; boundary IoU",
         "with a band of 2% of the image diagonal. GMACs at 360×480, inference path (METHOD.md §1 \"Cost\").",
         "",
-        "| run | backbone | align | context | loss | seed | iters (best) | mIoU % | boundary IoU % | params | GMACs | train time | hardware |",
+        "| run | backbone | align | context | loss | seed | iters run / scheduled (best) | mIoU % | boundary IoU % | params | GMACs | train time | hardware |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda r: (r.key, r.seed)):
         v = r.variant
         lines.append(
             f"| {r.run} | {v['backbone']} | {v['align']} | {v['context']} | {v['loss']} | {r.seed} | "
-            f"{r.iterations} ({r.best_iteration}) | {_pct(r.miou)} | {_pct(r.boundary_iou)} | "
+            f"{r.iterations} / {r.scheduled_iterations} ({r.best_iteration}) | {_pct(r.miou)} | {_pct(r.boundary_iou)} | "
             f"{r.params_inference / 1e6:.2f} M | {r.gmacs_360x480:.2f} | {r.training_time_s / 60:.0f} min | {r.hardware} |"
         )
     lines += ["", "## Per-class IoU %", "", "| run | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
