@@ -43,6 +43,7 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     names = store.names()
     sample_names = samples.names()
     first_sample = sample_names[0] if sample_names else UPLOAD
+    first_model = default_model(store, samples, first_sample)
     notes = list(store.problems)
     if not names:
         notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "
@@ -54,7 +55,7 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
         gr.Markdown("\n".join(f"> ⚠️ {n}" for n in notes), visible=bool(notes))
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
+                model = gr.Dropdown(names, value=first_model, label="Model")
                 sample = gr.Dropdown([UPLOAD, *sample_names], value=first_sample, label="Sample",
                                      info="Built-in labelled samples; choose your upload to analyse your own image.")
                 label = gr.File(label="Label map for your upload (optional): PNG of class ids", type="filepath",
@@ -125,6 +126,18 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     # compile UMAP's numba kernels now, in the background, so no user's first projection pays for it
     demo.umap_warm_up = embeddings.warm_up_in_background() if warm_up_umap else None
     return demo
+
+
+def default_model(store: ModelStore, samples: Samples, sample: str) -> str | None:
+    """The first model that predicts the pre-selected sample's classes (so the first page shows its labels
+    in use), else the first model."""
+    names = store.names()
+    if sample != UPLOAD:
+        classes = list(samples.load(sample)[2].classes)
+        for name in names:
+            if list(store.cards[name].classes) == classes:
+                return name
+    return names[0] if names else None
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:

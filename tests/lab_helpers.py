@@ -18,14 +18,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_checkpoint(path: Path, **model) -> Path:
-    """A tiny random toy-class checkpoint (the SRM's offsets nudged off zero so it is not plain bilinear)."""
+def write_checkpoint(path: Path, classes: list[str] | None = None, **model) -> Path:
+    """A tiny random checkpoint, toy classes unless `classes` is given (the SRM's offsets nudged off zero so
+    it is not plain bilinear)."""
     torch.manual_seed(0)
-    net = build_model({"num_classes": TOY.num_classes, "decoder_channels": 32, **model})
+    classes = list(classes or TOY.classes)
+    palette = [list(c) for c in TOY.palette] if classes == list(TOY.classes) else [[i, i, i] for i in range(len(classes))]
+    net = build_model({"num_classes": len(classes), "decoder_channels": 32, **model})
     if net.config.align != "bilinear":
         with torch.no_grad():
             for step in net.decoder:
                 torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
-    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=list(TOY.classes),
-                     palette=[list(c) for c in TOY.palette])
+    card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=classes, palette=palette)
     return save_checkpoint(path, net, card)

@@ -259,3 +259,16 @@ def test_data_spec_adds_a_browsable_labelled_split():
     assert names
     rgb, labels, info = samples.load(names[0])
     assert rgb.shape[:2] == labels.shape and info.name == "camvid"
+
+
+def test_default_model_matches_the_default_samples_classes(tmp_path):
+    from app.main import default_model
+    from app.samples import UPLOAD, Samples
+    from app.state import ModelStore
+
+    write_checkpoint(tmp_path / "a-other", classes=["x", "y", "z"])  # sorts first, but predicts other classes
+    write_checkpoint(tmp_path / "b-toy")
+    store = ModelStore([tmp_path / "a-other", tmp_path / "b-toy"])
+    samples = Samples(None, "toy")
+    assert default_model(store, samples, samples.names()[0]) == "b-toy"
+    assert default_model(store, samples, UPLOAD) == "a-other"
