@@ -45,6 +45,12 @@ class Lab:
     max_side: int = 2048
     concurrency: int = 1
     components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label
+    default_model: str | None = None  # the model the page opens on
+
+    def default_classes(self) -> list[str]:
+        """Class names of the model the page opens on (class pickers start with these)."""
+        name = self.default_model or next(iter(self.store.names()), None)
+        return list(self.store.cards[name].classes) if name else []
 
     @property
     def inputs(self) -> list[Any]:

@@ -43,7 +43,7 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     names = store.names()
     sample_names = samples.names()
     first_sample = sample_names[0] if sample_names else UPLOAD
-    first_model = default_model(store, samples, first_sample)
+    first_model = lab.default_model = default_model(store, samples, first_sample)
     notes = list(store.problems)
     if not names:
         notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "

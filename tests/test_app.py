@@ -7,6 +7,7 @@ import argparse
 import threading
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -272,3 +273,8 @@ def test_default_model_matches_the_default_samples_classes(tmp_path):
     samples = Samples(None, "toy")
     assert default_model(store, samples, samples.names()[0]) == "b-toy"
     assert default_model(store, samples, UPLOAD) == "a-other"
+    # the page opens on that model, and the class pickers of every tab start with its classes
+    demo = build_ui([tmp_path / "a-other", tmp_path / "b-toy"], warm_up_umap=False)
+    assert demo.lab.default_model == "b-toy" and demo.lab.default_classes() == CLASSES
+    pickers = [c for c in demo.blocks.values() if isinstance(c, gr.CheckboxGroup) and c.label == "Classes shown"]
+    assert pickers and [choice[0] for choice in pickers[0].choices] == CLASSES

@@ -68,8 +68,7 @@ class BaneTab:
 
 def build_bane(lab: Lab) -> BaneTab:
     c = bane.CAPTIONS
-    first = lab.store.names()[0] if lab.store.names() else None
-    class_names = list(lab.store.cards[first].classes) if first else []
+    class_names = lab.default_classes()
     gr.Markdown("Contextrast contrasts each pixel embedding with its class anchor. BANE picks the *hard* negatives: "
                 "wrongly predicted pixels close to the edge of their error region. These pictures come from the "
                 "loss's own record of what it sampled on this image.")

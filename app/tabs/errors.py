@@ -43,8 +43,7 @@ class ErrorsTab:
 
 def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
     names = lab.store.names()
-    first = names[0] if names else None
-    class_names = list(lab.store.cards[first].classes) if first else []
+    class_names = lab.default_classes()
     gr.Markdown("### This image\nGreen: right; red: wrong (with a class picked: red = false positive, blue = false "
                 "negative). Pick a second checkpoint to see where it **fixes** (green) or **breaks** (red) the "
                 "first one's pixels.")

@@ -58,8 +58,7 @@ class PredictTab:
 
 
 def build_predict(lab: Lab) -> PredictTab:
-    first = lab.store.names()[0] if lab.store.names() else None
-    class_names = list(lab.store.cards[first].classes) if first else []
+    class_names = lab.default_classes()
     with gr.Row():
         opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
         classes = gr.CheckboxGroup(choices=class_names, value=class_names, label="Classes shown")
