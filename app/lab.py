@@ -102,6 +102,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def image_panel(label: str, caption: str, **kwargs: Any) -> gr.Image:
+    """An output picture with its one-sentence caption underneath, in a column of its own."""
+    with gr.Column(min_width=220):
+        kwargs.setdefault("height", 240)
+        image = gr.Image(label=label, interactive=False, format="png", **kwargs)
+        gr.Markdown(caption)
+    return image
+
+
 def status(*lines: str) -> str:
     return "\n\n".join(line for line in lines if line)
 

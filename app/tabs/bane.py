@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from app.display import enlarge
-from app.lab import Context, Lab, notices_md, status, user_errors
+from app.lab import Context, Lab, image_panel, notices_md, status, user_errors
 from app.state import digest
 from contextrast.analysis import bane
 from contextrast.losses.record import BANE_NEGATIVE
@@ -78,12 +78,8 @@ def build_bane(lab: Lab) -> BaneTab:
         cls = gr.Dropdown([AUTO, *class_names], value=AUTO, label="Class (anchor)")
     info = gr.Markdown()
     with gr.Row():
-        with gr.Column():
-            error = gr.Image(label="Error region", interactive=False, format="png", height=340)
-            gr.Markdown(c["error"])
-        with gr.Column():
-            distance = gr.Image(label="Distance to the region's edge", interactive=False, format="png", height=340)
-            gr.Markdown(c["distance"])
+        error = image_panel("Error region", c["error"], height=340)
+        distance = image_panel("Distance to the region's edge", c["distance"], height=340)
     samples = gr.Plot(label="Sampled pixels")
     gr.Markdown(c["samples"])
     losses = gr.Plot(label="Per-class loss")

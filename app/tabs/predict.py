@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from app.display import enlarge
-from app.lab import Context, Lab, notices_md, status, user_errors
+from app.lab import Context, Lab, image_panel, notices_md, status, user_errors
 from contextrast.analysis import predict
 
 CAPTIONS = {
@@ -74,12 +74,8 @@ def build_predict(lab: Lab) -> PredictTab:
                                      max_height=340)
     legend = gr.HTML(label="Legend")
     with gr.Row():
-        with gr.Column():
-            confidence = gr.Image(label="Confidence", interactive=False, format="png", height=260)
-            gr.Markdown(CAPTIONS["confidence"])
-        with gr.Column():
-            entropy = gr.Image(label="Entropy", interactive=False, format="png", height=260)
-            gr.Markdown(CAPTIONS["entropy"])
+        confidence = image_panel("Confidence", CAPTIONS["confidence"], height=260)
+        entropy = image_panel("Entropy", CAPTIONS["entropy"], height=260)
     tab = PredictTab(controls=[opacity, classes], outputs=[overlay, compare, legend, confidence, entropy, info],
                      classes=classes)
 

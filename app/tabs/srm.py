@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from app.display import enlarge
-from app.lab import Context, Lab, notices_md, status, user_errors
+from app.lab import Context, Lab, image_panel, notices_md, status, user_errors
 from contextrast.analysis import offsets
 
 
@@ -34,14 +34,6 @@ class SrmTab:
         return [pictures[0], v.wheel, v.arrows, *pictures[1:], text]
 
 
-def _panel(label: str, caption: str, **kwargs: Any) -> gr.Image:
-    with gr.Column(min_width=220):
-        kwargs.setdefault("height", 240)
-        image = gr.Image(label=label, interactive=False, format="png", **kwargs)
-        gr.Markdown(caption)
-    return image
-
-
 def build_srm(lab: Lab) -> SrmTab:
     c = offsets.CAPTIONS
     gr.Markdown("The Semantic Refinement Module learns, for every pixel of the finer grid, where to fetch the "
@@ -51,19 +43,19 @@ def build_srm(lab: Lab) -> SrmTab:
         max_arrows = gr.Slider(8, 48, value=24, step=4, label="Arrows along the longer side")
     info = gr.Markdown()
     with gr.Row():
-        flow = _panel("Offset Δ (colour = direction)", c["flow"])
-        wheel = _panel("Colour key", c["wheel"], height=160, width=160)
-        magnitude = _panel("|Δ|", c["magnitude"])
+        flow = image_panel("Offset Δ (colour = direction)", c["flow"])
+        wheel = image_panel("Colour key", c["wheel"], height=160, width=160)
+        magnitude = image_panel("|Δ|", c["magnitude"])
     with gr.Row():
         arrows = gr.Plot(label="Δ as arrows")
     gr.Markdown(c["arrows"])
     with gr.Row():
-        initial = _panel("Initial offset Δ′", c["initial"])
-        change = _panel("|Δ − Δ′|", c["change"])
-        entropy = _panel("Neighbour-mask entropy", c["entropy"])
+        initial = image_panel("Initial offset Δ′", c["initial"])
+        change = image_panel("|Δ − Δ′|", c["change"])
+        entropy = image_panel("Neighbour-mask entropy", c["entropy"])
     with gr.Row():
-        before = _panel("Feature before warping", c["before"])
-        after = _panel("Feature after warping", c["after"])
+        before = image_panel("Feature before warping", c["before"])
+        after = image_panel("Feature after warping", c["after"])
     tab = SrmTab(controls=[step, max_arrows],
                  outputs=[flow, wheel, arrows, magnitude, initial, change, entropy, before, after, info])
 
