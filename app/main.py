@@ -43,7 +43,8 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     names = store.names()
     sample_names = samples.names()
     first_sample = sample_names[0] if sample_names else UPLOAD
-    first_model = lab.default_model = default_model(store, samples, first_sample)
+    first_rgb, _, first_info = samples.load(first_sample) if first_sample != UPLOAD else (None, None, None)
+    first_model = lab.default_model = default_model(store, first_info.classes if first_info else None)
     notes = list(store.problems)
     if not names:
         notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "
@@ -62,7 +63,6 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                                 file_types=[".png"])
                 go = gr.Button("Analyse", variant="primary")
             with gr.Column(scale=2):
-                first_rgb = samples.load(first_sample)[0] if first_sample != UPLOAD else None
                 image = gr.Image(first_rgb, type="filepath", image_mode=None, label="Image (drop your own here)",
                                  sources=["upload", "clipboard"], height=300, format="png")
         lab.components.update(model=model, sample=sample, image=image, label=label)
@@ -128,15 +128,13 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     return demo
 
 
-def default_model(store: ModelStore, samples: Samples, sample: str) -> str | None:
-    """The first model that predicts the pre-selected sample's classes (so the first page shows its labels
+def default_model(store: ModelStore, classes: Sequence[str] | None) -> str | None:
+    """The first model that predicts `classes` (the pre-selected sample's, so the first page shows its labels
     in use), else the first model."""
     names = store.names()
-    if sample != UPLOAD:
-        classes = list(samples.load(sample)[2].classes)
-        for name in names:
-            if list(store.cards[name].classes) == classes:
-                return name
+    for name in names if classes is not None else ():
+        if list(store.cards[name].classes) == list(classes):
+            return name
     return names[0] if names else None
 
 

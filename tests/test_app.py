@@ -264,15 +264,13 @@ def test_data_spec_adds_a_browsable_labelled_split():
 
 def test_default_model_matches_the_default_samples_classes(tmp_path):
     from app.main import default_model
-    from app.samples import UPLOAD, Samples
     from app.state import ModelStore
 
     write_checkpoint(tmp_path / "a-other", classes=["x", "y", "z"])  # sorts first, but predicts other classes
     write_checkpoint(tmp_path / "b-toy")
     store = ModelStore([tmp_path / "a-other", tmp_path / "b-toy"])
-    samples = Samples(None, "toy")
-    assert default_model(store, samples, samples.names()[0]) == "b-toy"
-    assert default_model(store, samples, UPLOAD) == "a-other"
+    assert default_model(store, list(TOY.classes)) == "b-toy"
+    assert default_model(store, None) == "a-other"  # an upload: no sample classes to match
     # the page opens on that model, and the class pickers of every tab start with its classes
     demo = build_ui([tmp_path / "a-other", tmp_path / "b-toy"], warm_up_umap=False)
     assert demo.lab.default_model == "b-toy" and demo.lab.default_classes() == CLASSES

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,15 +122,16 @@ def infinite_batches(loader: DataLoader, start_epoch: int):
 
 
 def model_card(cfg: ExperimentConfig, info, name: str, iteration: int, elapsed: float, metrics: dict) -> ModelCard:
+    plain = cfg.to_dict()  # JSON-safe values (tuples → lists), as the card stores them
     return ModelCard(
         name=name,
-        model=asdict(cfg.model),
+        model=plain["model"],
         dataset=cfg.train.data,
         classes=list(info.classes),
         palette=[list(c) for c in info.palette],
         ignore_index=info.ignore_index,
-        loss=json.loads(json.dumps(asdict(cfg.loss))),
-        train=json.loads(json.dumps(asdict(cfg.train))),
+        loss=plain["loss"],
+        train=plain["train"],
         metrics=metrics,
         iteration=iteration,
         training_time_s=round(elapsed, 1),
