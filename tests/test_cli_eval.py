@@ -164,3 +164,31 @@ def test_eval_and_predict_help_show_examples(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+SHIPPED_CAMVID = sorted(p for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("camvid-*") if p.is_dir())
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["test.txt", "folders"])
+@pytest.mark.parametrize("checkpoint", SHIPPED_CAMVID, ids=lambda p: p.name)
+def test_reviewers_command_runs_on_the_camvid_test_layout(tmp_path, capsys, checkpoint, listed):
+    """Issue 5 item 4: `contextrast eval --checkpoint checkpoints/<name> --data camvid:ROOT --split test`, on a
+    SegNet-layout test split (233 images there; two synthetic ones here, with a `test.txt` holding the
+    foreign /SegNet/CamVid prefix, or only the folders)."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "test").mkdir()
+    (tmp_path / "testannot").mkdir()
+    lines = []
+    for name in ("0001TP_008550.png", "Seq05VD_f02370.png"):
+        cv2.imwrite(str(tmp_path / "test" / name), rng.integers(0, 256, (360, 480, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / "testannot" / name), rng.integers(0, 12, (360, 480), dtype=np.uint8))
+        lines.append(f"/SegNet/CamVid/test/{name} /SegNet/CamVid/testannot/{name}")
+    if listed:
+        (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "m.json"
+    rc = main(["eval", "--checkpoint", str(checkpoint), "--data", f"camvid:{tmp_path}", "--split", "test",
+               "--json", str(out), "--no-progress"])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert "mIoU" in text.out and "Bicyclist" in text.out
+    assert json.loads(out.read_text())["images"] == 2

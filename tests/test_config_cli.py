@@ -54,3 +54,16 @@ def test_console_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "contextrast.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("flops", "train", "summary"):
         assert command in out
+
+
+def test_examples_name_files_that_exist():
+    """`contextrast CMD --help` examples are what users copy: every config or checkpoint they name must ship."""
+    import importlib
+    import re
+
+    from contextrast.cli import COMMANDS
+
+    for module in COMMANDS.values():
+        examples = importlib.import_module(f"contextrast.commands.{module}").EXAMPLES
+        for path in re.findall(r"(?:configs|checkpoints)/[\w.\-/]+", examples):
+            assert (ROOT / path).exists(), f"`contextrast` {module} help names {path}, which does not exist"

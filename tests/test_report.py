@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from contextrast.cli import main
 from contextrast.config import load_config
-from contextrast.engine.report import RunResult, build_report, check_claims
+from contextrast.engine.checkpoint import read_card
+from contextrast.engine.report import (
+    RunResult,
+    build_report,
+    check_chains,
+    check_claims,
+    read_val_curve,
+    render_markdown,
+)
 from contextrast.engine.trainer import TrainHooks, train
 
 
-def _result(run: str, loss: str, seed: int, miou: float, align: str = "srm") -> RunResult:
-    return RunResult(run, {"backbone": "b", "align": align, "context": "crm", "loss": loss}, seed, 10, 10, 10, miou,
-                     0.5, {"a": miou}, 1, 1.0, 60.0, "cpu")
+def _result(run: str, loss: str, seed: int, miou: float, align: str = "srm", curve=(), iterations: int = 10) -> RunResult:
+    return RunResult(run, {"backbone": "b", "align": align, "context": "crm", "loss": loss}, seed, iterations, 10, 10,
+                     miou, 0.5, {"a": miou}, 1, 1.0, 60.0, "cpu", tuple(curve))
 
 
 def test_claims_pair_runs_differing_in_one_switch_and_average_seeds():
@@ -34,10 +45,51 @@ def test_build_report_from_real_runs(tmp_path):
         cfg = load_config(None, sets + [f"loss.name={loss}", f"train.run_dir={tmp_path / loss}"])
         runs.append(train(cfg, TrainHooks(progress_bar=False)).run_dir)
     out, js = tmp_path / "r.md", tmp_path / "r.json"
-    results = build_report(runs, "toy:n=3,size=64x80", "val", out, js, "contextrast report ...")
+    shipped = tmp_path / "checkpoints" / "toy-ce"
+    results = build_report(runs, "toy:n=3,size=64x80", "val", out, js, "contextrast report ...", ship={shipped: runs[0]})
     text = out.read_text()
     assert "| ce |" in text and "| contextrast |" in text and "Contextrast (CCL + BANE) beats CE" in text
     data = json.loads(js.read_text())
     assert [r["variant"]["loss"] for r in data["runs"]] == ["ce", "contextrast"]
     assert all(0.0 <= r.miou <= 1.0 and r.gmacs_360x480 > 0 for r in results)
     assert data["claims"][0]["delta"] == results[1].miou - results[0].miou
+    card = read_card(shipped)  # the shipped card carries the numbers of the table, and its own name
+    assert card.name == "toy-ce" and card.metrics["val_miou"] == results[0].miou and card.loss["name"] == "ce"
+    with pytest.raises(ValueError, match="not among the reported runs"):
+        build_report(runs[:1], "toy:n=3,size=64x80", "val", out, None, "c", ship={shipped: runs[1]})
+    assert main(["report", str(runs[0]), "--data", "toy:n=3,size=64x80", "--split", "test", "--out", str(out),
+                 "--ship", f"{shipped}={runs[0]}"]) == 2
+    assert main(["report", str(runs[0]), "--data", "toy:n=3,size=64x80", "--out", str(out), "--ship", "nope"]) == 2
+
+
+def test_val_curve_is_read_deduplicated_and_summarised(tmp_path):
+    rows = [{"iter": 10, "ce": 1.0}, {"iter": 250, "val": {"miou": 0.30}}, {"iter": 500, "val": {"miou": 0.40}},
+            {"iter": 500, "val": {"miou": 0.41}},  # a resumed run validates the same iteration again: keep the last
+            {"iter": 750, "val": {"miou": 0.44}}, {"iter": 1000, "val": {"miou": 0.45}}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"iter": 1010, "val')
+    curve = read_val_curve(tmp_path)
+    assert curve == ((250, 0.30), (500, 0.41), (750, 0.44), (1000, 0.45))
+    r = _result("x", "ce", 0, 0.45, curve=curve)
+    assert abs(r.late_gain - (0.45 - 0.44)) < 1e-12  # 2/3 of 1000 is nearest to 750
+    assert abs(r.late_wobble - 0.037417) < 1e-5  # std of the steps (.11, .03, .01) over √2
+    assert read_val_curve(tmp_path / "nothing") == ()
+
+
+def test_claims_flag_noise_and_unfinished_runs_and_chains_name_what_is_missing():
+    wobbly = [(1, 0.50), (2, 0.56), (3, 0.50), (4, 0.56)]  # wobble ≈ 4.9 points
+    results = [_result("ce", "ce", 0, 0.50, curve=wobbly), _result("cx", "contextrast", 0, 0.52, iterations=5),
+               _result("ccl", "ccl", 0, 0.51)]
+    claims = {c["claim"]: c for c in check_claims(results)}
+    main = claims["[A] Contextrast (CCL + BANE) beats CE"]
+    assert main["held"] and main["within_noise"] and not main["finished"]
+    text = render_markdown(results, list(claims.values()), "d", "val", "cmd")
+    assert "within noise" in text and "stopped before its schedule ended" in text and "+1.18 to +2.16" in text
+    assert "Not checked (one of the two variants was not run): " in text and "pixel-to-pixel contrast (ICCV 2021) beats CE" in text
+    chains = {c["chain"]: c for c in check_chains(results)}
+    loss = chains["Contextrast > CCL-random > CE"]
+    assert loss["held"] is True and loss["missing"] == []
+    align = chains["SRM > SRM-without-mask > bilinear"]
+    assert align["held"] is None and align["missing"] == ["srm_nomask", "bilinear"]
+    results.append(_result("ccl1", "ccl", 1, 0.60))  # seeds are averaged: ccl now (0.51 + 0.60) / 2 > contextrast
+    loss = {c["chain"]: c for c in check_chains(results)}["Contextrast > CCL-random > CE"]
+    assert loss["held"] is False and loss["observed"].startswith("ccl (55.50) > contextrast (52.00)")

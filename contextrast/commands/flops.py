@@ -6,7 +6,7 @@ from contextrast.commands._common import add_config_arguments, config_from_args
 
 HELP = "print parameters and GMACs of a model config, whole and per module"
 EXAMPLES = """  contextrast flops --size 360 480
-  contextrast flops --config configs/camvid_scrnet.yaml --size 1024 2048
+  contextrast flops --config configs/camvid.yaml --size 1024 2048
   contextrast flops --set model.backbone=resnet50 --set model.num_classes=19 --size 1024 2048"""
 
 

@@ -6,9 +6,10 @@ from contextrast.commands._common import add_config_arguments, config_from_args
 
 HELP = "train an SCRNet variant with any loss; resumes when the run directory has a last/ checkpoint"
 EXAMPLES = """  contextrast train --set train.data=toy --set train.iterations=200 --set train.run_dir=runs/toy
-  contextrast train --config configs/camvid_contextrast.yaml --set train.data=camvid:../shared/data/camvid
-  contextrast train --config configs/camvid_ce.yaml --set loss.name=ce --set model.align=bilinear
-  torchrun --nproc_per_node 2 -m contextrast.cli train --config configs/camvid_contextrast.yaml   # several GPUs
+  contextrast train --config configs/camvid_cpu.yaml --set train.run_dir=runs/camvid-cpu-contextrast
+  contextrast train --config configs/camvid_cpu.yaml --set loss.name=ce --set model.align=bilinear \\
+      --set train.run_dir=runs/camvid-cpu-ce-bilinear
+  torchrun --nproc_per_node 2 -m contextrast.cli train --config configs/camvid.yaml   # several GPUs
   (kill it and run the same command again: it resumes from run_dir/last)"""
 
 

@@ -7,16 +7,17 @@ Everything in the generated Markdown is computed here from checkpoints and model
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from contextrast.data.transforms import EvalTransform
-from contextrast.engine.checkpoint import load_checkpoint, read_card
+from contextrast.engine.checkpoint import load_checkpoint, read_card, save_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import prepare_for_inference
 from contextrast.models.cost import count_cost
@@ -27,6 +28,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("loss", "contextrast", "ccl", "[A] BANE negatives beat random negatives (Contextrast vs CCL)"),
     ("loss", "ccl", "ce", "[A] CCL with random negatives beats CE"),
     ("loss", "pixel_contrast", "ce", "pixel-to-pixel contrast (ICCV 2021) beats CE"),
+    ("loss", "contextrast", "pixel_contrast", "[A] Contextrast beats pixel-to-pixel contrast"),
     ("align", "srm", "bilinear", "[B] SRM beats bilinear upsampling"),
     ("align", "srm", "srm_nomask", "[B] the neighbour mask helps (SRM vs SRM without mask)"),
     ("align", "srm_nomask", "bilinear", "[B] SRM without mask beats bilinear"),
@@ -34,6 +36,19 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("context", "crm", "crm_f4", "[B] CRM over all four stages beats CRM over F4 only"),
 )
 VARIANT_KEYS = ("backbone", "align", "context", "loss")
+# The two orderings METHOD.md §3 asks to reproduce, best first, and the switch each one varies.
+CHAINS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("loss", ("contextrast", "ccl", "ce"), "Contextrast > CCL-random > CE"),
+    ("align", ("srm", "srm_nomask", "bilinear"), "SRM > SRM-without-mask > bilinear"),
+)
+# Published sizes (METHOD.md §3 table: [A] on CamVid, CE → + Contextrast), for scale only: those runs use
+# pre-trained backbones, 360×480 crops, 6k iterations and multi-scale + flip testing.
+PUBLISHED = {"[A] Contextrast (CCL + BANE) beats CE": "[A] reports +1.18 to +2.16 points on CamVid"}
+# A difference is called "within noise" when it is smaller than this many times the larger late-curve wobble
+# (RunResult.late_wobble) of the two runs: one seed cannot measure seed spread, but a difference smaller than one run's own
+# evaluation-to-evaluation movement is not evidence either way.
+NOISE_FACTOR = 2.0
+LATE_POINTS = 4
 
 
 @dataclass
@@ -51,10 +66,47 @@ class RunResult:
     gmacs_360x480: float
     training_time_s: float
     hardware: str
+    val_curve: tuple[tuple[int, float], ...] = ()  # (iteration, val mIoU) as logged during training
 
     @property
     def key(self) -> tuple[str, ...]:
         return tuple(self.variant[k] for k in VARIANT_KEYS)
+
+    @property
+    def finished(self) -> bool:
+        return self.iterations >= self.scheduled_iterations
+
+    @property
+    def late_gain(self) -> float | None:
+        """Val mIoU gained over the last third of the iterations run (≈ 0 once the curve has flattened)."""
+        if len(self.val_curve) < 2:
+            return None
+        last_it, last = self.val_curve[-1]
+        _, earlier = min(self.val_curve, key=lambda p: abs(p[0] - 2 * last_it / 3))
+        return last - earlier
+
+    @property
+    def late_wobble(self) -> float | None:
+        """Evaluation-to-evaluation noise of the last LATE_POINTS val mIoUs: std of their successive differences
+        over √2 (for independent noise of std σ a difference has std σ√2; a steady trend drops out)."""
+        tail = [m for _, m in self.val_curve[-LATE_POINTS:]]
+        steps = [b - a for a, b in zip(tail, tail[1:])]
+        return statistics.stdev(steps) / math.sqrt(2) if len(steps) > 1 else None
+
+
+def read_val_curve(run_dir: str | Path) -> tuple[tuple[int, float], ...]:
+    """(iteration, val mIoU) pairs from run_dir/metrics.jsonl; a resumed run's repeated points keep the last."""
+    path = Path(run_dir) / "metrics.jsonl"
+    points: dict[int, float] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if isinstance(row.get("val"), dict) and "miou" in row["val"]:
+                points[int(row["iter"])] = float(row["val"]["miou"])
+    return tuple(sorted(points.items()))
 
 
 def _checkpoint_of(run_dir: Path, kind: str) -> Path:
@@ -90,6 +142,7 @@ def summarise_run(run_dir: str | Path, dataset, device: str = "cpu", kind: str =
         gmacs_360x480=round(cost.gmacs, 2),
         training_time_s=float(whole.training_time_s),
         hardware=whole.hardware,
+        val_curve=read_val_curve(run_dir),
     )
 
 
@@ -114,17 +167,49 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
             if not runs_b:
                 continue
             (ma, sa), (mb, sb) = _mean_spread([r.miou for r in runs_a]), _mean_spread([r.miou for r in runs_b])
+            wobble = max((r.late_wobble or 0.0) for r in (*runs_a, *runs_b))
             found.append({
                 "claim": text, "better": "/".join(key), "worse": "/".join(other),
                 "miou_better": ma, "miou_worse": mb, "delta": ma - mb,
                 "seeds_better": sorted(r.seed for r in runs_a), "seeds_worse": sorted(r.seed for r in runs_b),
                 "std_better": sa, "std_worse": sb, "held": ma > mb,
+                "finished": all(r.finished for r in (*runs_a, *runs_b)),
+                "wobble": wobble, "within_noise": abs(ma - mb) <= NOISE_FACTOR * wobble,
             })
     return found
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _points(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.2f}"
+
+
+def check_chains(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """The orderings of METHOD.md §3 (e.g. Contextrast > CCL > CE) among runs equal in every other switch,
+    on seed-averaged mIoU. A chain with a variant never run is reported with what is missing."""
+    groups: dict[tuple[str, ...], list[float]] = {}
+    for r in results:
+        groups.setdefault(r.key, []).append(r.miou)
+    means = {k: statistics.fmean(v) for k, v in groups.items()}
+    out = []
+    for switch, order, text in CHAINS:
+        i = VARIANT_KEYS.index(switch)
+        bases = {k[:i] + k[i + 1:] for k in means if k[i] in order}
+        best = None
+        for base in sorted(bases):
+            found = {v: means.get(base[:i] + (v,) + base[i:]) for v in order}
+            if best is None or sum(m is not None for m in found.values()) > sum(m is not None for m in best.values()):
+                best = found
+        found = best or dict.fromkeys(order)
+        missing = [v for v, m in found.items() if m is None]
+        ranked = sorted((v for v in order if found[v] is not None), key=lambda v: -found[v])
+        out.append({"chain": text, "switch": switch, "miou": found, "missing": missing,
+                    "observed": " > ".join(f"{v} ({_pct(found[v])})" for v in ranked),
+                    "held": None if missing else ranked == list(order)})
+    return out
 
 
 def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any]], data: str, split: str,
@@ -136,15 +221,21 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         f"Generated by `{command}`; do not edit by hand. Each run's best-on-val checkpoint is evaluated here at",
         "full resolution, single scale, no flip. mIoU and per-class IoU as detectron2 defines them; boundary IoU",
         "with a band of 2% of the image diagonal. GMACs at 360×480, inference path (METHOD.md §1 \"Cost\").",
+        "\"Last ⅓ gain\" is the val mIoU gained over the last third of the iterations run (near 0 once the curve",
+        f"is flat); \"wobble\" is the noise of the last {LATE_POINTS} val mIoUs logged during training (std of their",
+        "successive differences / √2, so a steady trend does not count): how far one run's number moves between",
+        "evaluations. It is not a seed-to-seed spread, which only more seeds measure.",
         "",
-        "| run | backbone | align | context | loss | seed | iters run / scheduled (best) | mIoU % | boundary IoU % | params | GMACs | train time | hardware |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | backbone | align | context | loss | seed | iters run / scheduled (best) | mIoU % | boundary IoU % | "
+        "last ⅓ gain | wobble | params | GMACs | train time | hardware |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda r: (r.key, r.seed)):
         v = r.variant
         lines.append(
             f"| {r.run} | {v['backbone']} | {v['align']} | {v['context']} | {v['loss']} | {r.seed} | "
             f"{r.iterations} / {r.scheduled_iterations} ({r.best_iteration}) | {_pct(r.miou)} | {_pct(r.boundary_iou)} | "
+            f"{_points(r.late_gain)} | {_pct(r.late_wobble)} | "
             f"{r.params_inference / 1e6:.2f} M | {r.gmacs_360x480:.2f} | {r.training_time_s / 60:.0f} min | {r.hardware} |"
         )
     lines += ["", "## Per-class IoU %", "", "| run | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
@@ -158,18 +249,59 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         spread = (f"; seed spread (std) {100 * c['std_better']:.2f} / {100 * c['std_worse']:.2f}"
                   if max(n_a, n_b) > 1 else "; one seed each, so the spread between seeds is not measured")
         verdict = "held" if c["held"] else "did not hold"
+        caveats = []
+        if c.get("within_noise"):
+            caveats.append(f"within noise: |Δ| ≤ {NOISE_FACTOR:g} × the larger wobble ({100 * c['wobble']:.2f})")
+        if not c.get("finished", True):
+            caveats.append("at least one run stopped before its schedule ended")
+        if c["claim"] in PUBLISHED:
+            caveats.append(PUBLISHED[c["claim"]])
         lines.append(
             f"- {c['claim']}: **{verdict}** — {_pct(c['miou_better'])} vs {_pct(c['miou_worse'])} mIoU "
             f"({100 * c['delta']:+.2f} points; `{c['better']}` vs `{c['worse']}`, seeds {c['seeds_better']} / "
-            f"{c['seeds_worse']}{spread})."
+            f"{c['seeds_worse']}{spread})" + "".join(f"; {x}" for x in caveats) + "."
         )
+    checked = {c["claim"] for c in claims}
+    unchecked = [text for *_, text in CLAIMS if text not in checked]
+    if unchecked:
+        lines += ["", "Not checked (one of the two variants was not run): " + "; ".join(unchecked) + "."]
+    lines += ["", "## The orderings METHOD.md §3 asks for", ""]
+    for ch in check_chains(results):
+        if ch["missing"]:
+            lines.append(f"- {ch['chain']}: **not checkable yet** — no run with {ch['switch']} = "
+                         f"{', '.join(ch['missing'])}" + (f"; observed {ch['observed']}" if ch["observed"] else "") + ".")
+        else:
+            lines.append(f"- {ch['chain']}: **{'held' if ch['held'] else 'did not hold'}** — observed {ch['observed']}.")
     return "\n".join(lines) + "\n"
+
+
+def ship_checkpoint(run_dir: str | Path, dest: str | Path, result: RunResult, split: str, report: str | Path,
+                    kind: str = "best") -> Path:
+    """Copy `run_dir/<kind>` to checkpoint directory `dest` (named after it), with the metrics this report
+    measured in its model card, so the shipped card and the results table hold the same numbers."""
+    model, card = load_checkpoint(_checkpoint_of(Path(run_dir), kind))
+    metrics = {
+        f"{split}_miou": result.miou, f"{split}_boundary_iou": result.boundary_iou,
+        "per_class_iou": result.per_class_iou, "split": split, "iteration": result.best_iteration,
+        "note": f"best-on-val checkpoint (iteration {result.best_iteration}) of a run of {result.iterations} / "
+                f"{result.scheduled_iterations} scheduled iterations; measured by {report}",
+    }
+    card = replace(card, name=Path(dest).name, metrics=metrics, training_time_s=result.training_time_s, created="")
+    return save_checkpoint(dest, model, card)
 
 
 def build_report(run_dirs: Sequence[str | Path], data: str, split: str, out: str | Path, json_out: str | Path | None,
                  command: str, device: str = "cpu", kind: str = "best",
-                 progress: Callable[[str], None] | None = None) -> list[RunResult]:
+                 progress: Callable[[str], None] | None = None,
+                 ship: dict[str, str | Path] | None = None) -> list[RunResult]:
+    """Evaluate every run, write the Markdown (and JSON) report, and copy the runs named in `ship`
+    ({checkpoint dir: run dir}) to shipped checkpoints carrying the measured metrics."""
     from contextrast.data import build_dataset
+
+    ship = dict(ship or {})
+    unknown = [r for r in ship.values() if Path(r).resolve() not in {Path(x).resolve() for x in run_dirs}]
+    if unknown:
+        raise ValueError(f"--ship names run(s) {unknown} that are not among the reported runs; list them too")
 
     dataset = build_dataset(data, split, EvalTransform())
     results = []
@@ -183,5 +315,10 @@ def build_report(run_dirs: Sequence[str | Path], data: str, split: str, out: str
     Path(out).write_text(render_markdown(results, claims, data, split, command))
     if json_out:
         Path(json_out).write_text(json.dumps({"data": data, "split": split, "runs": [asdict(r) for r in results],
-                                              "claims": claims}, indent=1))
+                                              "claims": claims, "chains": check_chains(results)}, indent=1))
+    by_run = {Path(run).resolve(): r for run, r in zip(run_dirs, results)}
+    for dest, run in ship.items():
+        path = ship_checkpoint(run, dest, by_run[Path(run).resolve()], split, out, kind=kind)
+        if progress:
+            progress(f"shipped {run} as {path}")
     return results
