@@ -112,15 +112,20 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
             return gr.CheckboxGroup(choices=names_, value=names_), gr.Dropdown(choices=[AUTO, *names_], value=AUTO)
 
         run_all = dict(fn=analyse, inputs=lab.inputs + controls, outputs=outputs)
+
+        def follow(event: Any, name: str) -> None:
+            """After a new image or model: the four views, then Errors' "This image" (cheap: the forward pass is
+            cached) and Embeddings, whose projection of the old input is cleared rather than left to mislead."""
+            event.then(**run_all, **lab.model_event(api_name=f"analyse_{name}")).then(
+                **errors_tab.refresh, **lab.model_event(api_name=f"errors_image_{name}")).then(
+                **embeddings_tab.mark_stale, api_name=f"embeddings_stale_{name}")
+
         gr.on([go.click, demo.load], **run_all, **lab.model_event(api_name="analyse"))
-        sample.input(load_sample, sample, image, api_name="load_sample", concurrency_limit=4).then(
-            **run_all, **lab.model_event(api_name="analyse_sample"))
-        image.upload(use_upload, None, sample, api_name="use_upload", concurrency_limit=4).then(
-            **run_all, **lab.model_event(api_name="analyse_upload"))
-        label.upload(use_upload, None, sample, api_name="use_label", concurrency_limit=4).then(
-            **run_all, **lab.model_event(api_name="analyse_label"))
-        model.input(model_classes, model, [predict_tab.classes, bane_tab.controls[2]], api_name="model_classes",
-                    concurrency_limit=4).then(**run_all, **lab.model_event(api_name="analyse_model"))
+        follow(sample.input(load_sample, sample, image, api_name="load_sample", concurrency_limit=4), "sample")
+        follow(image.upload(use_upload, None, sample, api_name="use_upload", concurrency_limit=4), "upload")
+        follow(label.upload(use_upload, None, sample, api_name="use_label", concurrency_limit=4), "label")
+        follow(model.input(model_classes, model, [predict_tab.classes, bane_tab.controls[2]], api_name="model_classes",
+                           concurrency_limit=4), "model")
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
     demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab)
     # compile UMAP's numba kernels now, in the background, so no user's first projection pays for it

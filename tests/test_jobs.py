@@ -264,6 +264,22 @@ def test_bad_parameters_are_refused_at_submit(runs, change, error, match):
     assert len(queue_for(runs).huey) == 0
 
 
+def test_a_queued_job_whose_message_was_lost_is_sent_again(runs):
+    """A worker killed between taking huey's message and claiming the record leaves the job queued with no
+    message; the next worker's scan sends one again, once, and leaves other states alone."""
+    from contextrast.jobs.control import requeue_lost_jobs
+
+    q = queue_for(runs)
+    lost, cancelled = submit_job(tiny_job(20), runs), submit_job(tiny_job(20), runs)
+    cancel_job(cancelled["id"], runs)
+    taken = q.huey.dequeue()  # what the killed worker took with it
+    assert taken.args == (lost["id"], lost["token"]) and len(q.huey) == 1
+    assert requeue_lost_jobs(q) == [lost["id"]]
+    assert {tuple(t.args) for t in q.huey.pending()} == {(lost["id"], lost["token"]), (cancelled["id"], cancelled["token"])}
+    assert requeue_lost_jobs(q) == []  # its message is back: nothing more to send
+    assert get_job(lost["id"], runs)["state"] == "queued"
+
+
 def test_fine_tune_base_is_validated_and_cli_reports_errors(runs, tmp_path, capsys):
     from contextrast.cli import main
     from contextrast.config import ModelConfig

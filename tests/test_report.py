@@ -72,16 +72,21 @@ def test_val_curve_is_read_deduplicated_and_summarised(tmp_path):
     r = _result("x", "ce", 0, 0.45, curve=curve)
     assert abs(r.late_gain - (0.45 - 0.44)) < 1e-12  # 2/3 of 1000 is nearest to 750
     assert abs(r.late_wobble - 0.037417) < 1e-5  # std of the steps (.11, .03, .01) over √2
+    assert abs(r.late_mean - 0.40) < 1e-12
     assert read_val_curve(tmp_path / "nothing") == ()
 
 
 def test_claims_flag_noise_and_unfinished_runs_and_chains_name_what_is_missing():
     wobbly = [(1, 0.50), (2, 0.56), (3, 0.50), (4, 0.56)]  # wobble ≈ 4.9 points
-    results = [_result("ce", "ce", 0, 0.50, curve=wobbly), _result("cx", "contextrast", 0, 0.52, iterations=5),
+    results = [_result("ce", "ce", 0, 0.50, curve=wobbly), _result("cx", "contextrast", 0, 0.52, iterations=5,
+                                                                       curve=[(i, 0.52) for i in range(1, 5)]),
                _result("ccl", "ccl", 0, 0.51)]
     claims = {c["claim"]: c for c in check_claims(results)}
-    main = claims["[A] Contextrast (CCL + BANE) beats CE"]
-    assert main["held"] and main["within_noise"] and not main["finished"]
+    claim = claims["[A] Contextrast (CCL + BANE) beats CE"]
+    assert claim["held"] and claim["within_noise"] and not claim["finished"]
+    assert abs(claim["late_mean_delta"] - (0.52 - 0.53)) < 1e-12
+    text = render_markdown(results, list(claims.values()), "d", "val", "cmd")
+    assert "last-4 means differ by -1.00 points, which disagrees" in text
     text = render_markdown(results, list(claims.values()), "d", "val", "cmd")
     assert "within noise" in text and "stopped before its schedule ended" in text and "+1.18 to +2.16" in text
     assert "Not checked (one of the two variants was not run): " in text and "pixel-to-pixel contrast (ICCV 2021) beats CE" in text

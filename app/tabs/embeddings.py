@@ -42,6 +42,7 @@ class EmbeddingsTab:
     controls: list[Any]
     outputs: list[Any]
     cache: LRU
+    mark_stale: dict[str, Any] = field(default_factory=dict)  # event kwargs: clear a projection the input outdated
 
     def render(self, view: EmbeddingView, colour_by: str, point: int | None, headline: str) -> list[Any]:
         """[info, scatter picture A, plot A, picture B, plot B, located pixel, point, image, y, x, view]."""
@@ -239,6 +240,17 @@ def build_embeddings(lab: Lab) -> EmbeddingsTab:
         x, y = to_source(evt.index, view.rgbs[int(image_value)].shape)  # the click is in the enlarged picture
         return show_pixel(view, colour, image_value, y, x)
 
+    def mark_stale(view, source_value, model):
+        """The picked image or model changed: a projection of this image, or of another model, no longer shows
+        what the page shows. Clear it (a new UMAP takes seconds, so it waits for the button)."""
+        if view is None or (source_value == SPLIT_IMAGES and view.models[0] == model):
+            return [gr.skip()] * len(tab.outputs)
+        return ["The image or model changed since this projection: press **Project embeddings** to draw it again.",
+                None, None, gr.Image(None, visible=False), gr.Plot(None, visible=False), None, None, 0, None, None,
+                None]
+
+    tab.mark_stale = dict(fn=mark_stale, inputs=[view_state, source, lab.components["model"]], outputs=tab.outputs,
+                          concurrency_limit=4)
     heavy = dict(outputs=tab.outputs, **lab.model_event())
     project_inputs = lab.inputs + tab.controls
     go_button.click(project, inputs=project_inputs, api_name="embeddings", **heavy)

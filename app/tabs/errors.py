@@ -33,6 +33,7 @@ class ErrorsTab:
     cache: LRU
     stops: dict[str, threading.Event] = field(default_factory=dict)  # session → its evaluation's stop flag
     history: list[dict[str, Any]] = field(default_factory=list)  # every finished split run: for tests and logs
+    refresh: dict[str, Any] = field(default_factory=dict)  # event kwargs: redraw "This image" for the current input
 
     def stop_flag(self, session: str) -> threading.Event:
         flag = self.stops.get(session)
@@ -175,8 +176,8 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             return gr.skip()
         return errors.confusion_figure(np.asarray(metrics["confusion"]), list(metrics["classes"]), bool(norm))
 
-    gr.on([image_go.click, cls.input, only_mistakes.input], image_errors, inputs=lab.inputs + tab.image_controls,
-          outputs=tab.image_outputs, **lab.model_event(api_name="errors_image"))
+    tab.refresh = dict(fn=image_errors, inputs=lab.inputs + tab.image_controls, outputs=tab.image_outputs)
+    gr.on([image_go.click, cls.input, only_mistakes.input], **tab.refresh, **lab.model_event(api_name="errors_image"))
     evaluation = split_go.click(split_errors, inputs=[lab.components["model"], spec, split, max_images, other,
                                                      normalised],
                                 outputs=tab.split_outputs, **lab.model_event(api_name="errors_split"))

@@ -152,6 +152,20 @@ def mark_interrupted_jobs(store: JobStore) -> list[str]:
     return marked
 
 
+def requeue_lost_jobs(queue: JobQueue) -> list[str]:
+    """Queued jobs with no message in the queue get one again. → their ids.
+
+    A worker killed after huey handed it a message but before it claimed the job record leaves the
+    record `queued` with nothing left to run it. Sending a second message is safe even when the first
+    still exists somewhere: `JobStore.claim` lets only one message with the record's token run the job.
+    """
+    waiting = {tuple(task.args) for task in queue.huey.pending() if len(task.args) == 2}
+    lost = [r for r in queue.store.list() if r["state"] == "queued" and (r["id"], r.get("token")) not in waiting]
+    for r in lost:
+        queue.enqueue(r["id"], r["token"])
+    return [r["id"] for r in lost]
+
+
 def job_metrics(job_id: str, runs_dir: str | Path = "runs", redis_url: str | None = None) -> list[dict[str, Any]]:
     """The run's metric records (trainer log and validation records) for the curves."""
     return store_for(runs_dir, redis_url).metrics(job_id)

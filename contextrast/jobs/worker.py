@@ -3,7 +3,8 @@
 Each of `workers` threads runs one job at a time; the training itself happens in a spawned child
 process (see contextrast.jobs.tasks), so the worker stays small, CUDA-free and alive when a job
 crashes. At start, and every `SCAN_S` seconds, running jobs whose worker died are marked
-`interrupted`. SIGTERM (or a second Ctrl-C) stops at once: the training children are killed and
+`interrupted`, and queued jobs whose message was lost (a worker killed between taking it and claiming
+the job) are sent again. SIGTERM (or a second Ctrl-C) stops at once: the training children are killed and
 their jobs marked `interrupted` (resumable); one Ctrl-C waits for the running jobs to end.
 """
 
@@ -13,7 +14,7 @@ import logging
 import threading
 from pathlib import Path
 
-from contextrast.jobs.control import mark_interrupted_jobs
+from contextrast.jobs.control import mark_interrupted_jobs, requeue_lost_jobs
 from contextrast.jobs.queue import open_queue
 from contextrast.jobs.records import HEARTBEAT_S, worker_identity
 from contextrast.jobs.tasks import interrupt_running_jobs
@@ -32,6 +33,8 @@ def _keep_alive(queue, identity: str, stop: threading.Event) -> None:
                 scans = 0.0
                 for job_id in mark_interrupted_jobs(queue.store):
                     logging.getLogger("contextrast.worker").warning("job %s marked interrupted", job_id)
+                for job_id in requeue_lost_jobs(queue):
+                    logging.getLogger("contextrast.worker").warning("job %s queued again (its message was lost)", job_id)
         except Exception:  # noqa: BLE001 - a flaky store must not kill the worker
             logging.getLogger("contextrast.worker").exception("heartbeat failed")
         stop.wait(HEARTBEAT_S)
@@ -47,6 +50,8 @@ def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str |
     queue.store.beat_worker(identity)
     for job_id in mark_interrupted_jobs(queue.store):
         logging.getLogger("contextrast.worker").warning("job %s marked interrupted (its worker died)", job_id)
+    for job_id in requeue_lost_jobs(queue):
+        logging.getLogger("contextrast.worker").warning("job %s queued again (its message was lost)", job_id)
     where = f"Redis {queue.redis_url}" if queue.redis_url else str(Path(queue.runs_dir) / "queue.sqlite3")
     print(f"contextrast worker {identity}: {workers} job slot(s), queue {where}, runs in {queue.runs_dir}", flush=True)
     stop = threading.Event()
