@@ -252,6 +252,15 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
     lines += ["", "## Per-class IoU %", "", "| run | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for r in sorted(results, key=lambda r: (r.key, r.seed)):
         lines.append(f"| {r.run} | " + " | ".join(_pct(r.per_class_iou.get(c)) for c in classes) + " |")
+    iterations = sorted({it for r in results for it, _ in r.val_curve})
+    if iterations:
+        lines += ["", "## Val mIoU % during training", "",
+                  "Every evaluation the trainer logged (`metrics.jsonl`): how noisy one number is, and whether the "
+                  "curve has flattened.", "",
+                  "| run | " + " | ".join(str(it) for it in iterations) + " |", "|---|" + "---|" * len(iterations)]
+        for r in sorted(results, key=lambda r: (r.key, r.seed)):
+            curve = dict(r.val_curve)
+            lines.append(f"| {r.run} | " + " | ".join(_pct(curve.get(it)) for it in iterations) + " |")
     lines += ["", "## The papers' claims at this scale", ""]
     if not claims:
         lines.append("No pair of runs differs in exactly one switch, so no claim can be checked yet.")
