@@ -87,6 +87,7 @@ def test_claims_flag_noise_and_unfinished_runs_and_chains_name_what_is_missing()
     assert abs(claim["late_mean_delta"] - (0.52 - 0.53)) < 1e-12
     text = render_markdown(results, list(claims.values()), "d", "val", "cmd")
     assert "last-4 means differ by -1.00 points, which disagrees" in text
+    assert "In all: 3 of 3 checked claims held in direction; 2 of the 3 differences are within noise" in text
     assert "| ce | 50.00 | 56.00 | 50.00 | 56.00 |" in text and "| ccl | – | – | – | – |" in text  # the curves
     text = render_markdown(results, list(claims.values()), "d", "val", "cmd")
     assert "within noise" in text and "stopped before its schedule ended" in text and "+1.18 to +2.16" in text

@@ -285,6 +285,13 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             f"({100 * c['delta']:+.2f} points; `{c['better']}` vs `{c['worse']}`, seeds {c['seeds_better']} / "
             f"{c['seeds_worse']}{spread})" + "".join(f"; {x}" for x in caveats) + "."
         )
+    if claims:
+        held = sum(c["held"] for c in claims)
+        noisy = sum(bool(c.get("within_noise")) for c in claims)
+        seeds = max(len(c["seeds_better"]) for c in claims)
+        lines += ["", f"In all: {held} of {len(claims)} checked claims held in direction; {noisy} of the {len(claims)} "
+                  f"differences are within noise as defined above: at {seeds} seed(s) per variant those show a "
+                  "direction, not an effect."]
     checked = {c["claim"] for c in claims}
     unchecked = [text for *_, text in CLAIMS if text not in checked]
     if unchecked:
