@@ -125,7 +125,7 @@ def test_clicks_on_the_scatter_picture_and_on_the_image(lab):
 def test_a_new_image_or_model_redraws_errors_and_clears_an_outdated_projection(lab):
     """Picking another sample, uploading, or switching model runs the four views, then Errors' "This image", then
     clears an Embeddings projection of the old input (it would otherwise sit beside a different image)."""
-    demo, client, _ = lab
+    demo, _, _ = lab
     by_id = {fn._id: fn for fn in demo.fns.values()}
     for name in ("sample", "upload", "label", "model"):
         stale = next(fn for fn in demo.fns.values() if fn.api_name == f"embeddings_stale_{name}")
@@ -135,6 +135,7 @@ def test_a_new_image_or_model_redraws_errors_and_clears_an_outdated_projection(l
             fn = by_id[fn.trigger_after]
             chain.append(fn.api_name)
         assert chain[:3] == [f"embeddings_stale_{name}", f"errors_image_{name}", f"analyse_{name}"], chain
+    client = Client(demo.local_url, verbose=False)  # a session of its own: the one it clears is not shared
     call(client, "/embeddings", *embeddings_args(n=200))
     info, pic_a, plot_a, pic_b, *_ = call(client, "/embeddings_stale_sample", "this image", "toy-a")
     assert "press **Project embeddings**" in info and pic_a is None and plot_a is None and hidden(pic_b)
