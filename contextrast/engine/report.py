@@ -86,16 +86,21 @@ class RunResult:
         return last - earlier
 
     @property
+    def late_points(self) -> list[float]:
+        """The last LATE_POINTS val mIoUs logged during training."""
+        return [m for _, m in self.val_curve[-LATE_POINTS:]]
+
+    @property
     def late_mean(self) -> float | None:
         """Mean of the last LATE_POINTS val mIoUs: a second reading that one lucky evaluation cannot set."""
-        tail = [m for _, m in self.val_curve[-LATE_POINTS:]]
+        tail = self.late_points
         return statistics.fmean(tail) if tail else None
 
     @property
     def late_wobble(self) -> float | None:
         """Evaluation-to-evaluation noise of the last LATE_POINTS val mIoUs: std of their successive differences
         over √2 (for independent noise of std σ a difference has std σ√2; a steady trend drops out)."""
-        tail = [m for _, m in self.val_curve[-LATE_POINTS:]]
+        tail = self.late_points
         steps = [b - a for a, b in zip(tail, tail[1:])]
         return statistics.stdev(steps) / math.sqrt(2) if len(steps) > 1 else None
 
@@ -152,6 +157,14 @@ def summarise_run(run_dir: str | Path, dataset, device: str = "cpu", kind: str =
     )
 
 
+def group_by_variant(results: Sequence[RunResult]) -> dict[tuple[str, ...], list[RunResult]]:
+    """Runs keyed by (backbone, align, context, loss): the runs of one key differ only in seed."""
+    groups: dict[tuple[str, ...], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault(r.key, []).append(r)
+    return groups
+
+
 def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -159,9 +172,7 @@ def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
 def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     """For each claim whose two variants were both run (equal in every other switch), the mIoU difference
     averaged over seeds, with the seeds' standard deviations."""
-    groups: dict[tuple[str, ...], list[RunResult]] = {}
-    for r in results:
-        groups.setdefault(r.key, []).append(r)
+    groups = group_by_variant(results)
     index = {k: VARIANT_KEYS.index(k) for k in VARIANT_KEYS}
     found = []
     for switch, better, worse, text in CLAIMS:
@@ -200,10 +211,7 @@ def _points(x: float | None) -> str:
 def check_chains(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     """The orderings of METHOD.md §3 (e.g. Contextrast > CCL > CE) among runs equal in every other switch,
     on seed-averaged mIoU. A chain with a variant never run is reported with what is missing."""
-    groups: dict[tuple[str, ...], list[float]] = {}
-    for r in results:
-        groups.setdefault(r.key, []).append(r.miou)
-    means = {k: statistics.fmean(v) for k, v in groups.items()}
+    means = {k: statistics.fmean(r.miou for r in runs) for k, runs in group_by_variant(results).items()}
     out = []
     for switch, order, text in CHAINS:
         i = VARIANT_KEYS.index(switch)
