@@ -22,6 +22,15 @@ from contextrast.jobs.tasks import interrupt_running_jobs
 SCAN_S = 10.0
 
 
+def _recover_jobs(queue) -> None:
+    """Running jobs of dead workers become `interrupted`; queued jobs whose message was lost get one again."""
+    log = logging.getLogger("contextrast.worker")
+    for job_id in mark_interrupted_jobs(queue.store):
+        log.warning("job %s marked interrupted (its worker died)", job_id)
+    for job_id in requeue_lost_jobs(queue):
+        log.warning("job %s queued again (its message was lost)", job_id)
+
+
 def _keep_alive(queue, identity: str, stop: threading.Event) -> None:
     """Beat for this worker; now and then look for jobs orphaned by dead workers."""
     scans = 0.0
@@ -31,10 +40,7 @@ def _keep_alive(queue, identity: str, stop: threading.Event) -> None:
             scans += HEARTBEAT_S
             if scans >= SCAN_S:
                 scans = 0.0
-                for job_id in mark_interrupted_jobs(queue.store):
-                    logging.getLogger("contextrast.worker").warning("job %s marked interrupted", job_id)
-                for job_id in requeue_lost_jobs(queue):
-                    logging.getLogger("contextrast.worker").warning("job %s queued again (its message was lost)", job_id)
+                _recover_jobs(queue)
         except Exception:  # noqa: BLE001 - a flaky store must not kill the worker
             logging.getLogger("contextrast.worker").exception("heartbeat failed")
         stop.wait(HEARTBEAT_S)
@@ -48,10 +54,7 @@ def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str |
     queue = open_queue(runs_dir, redis_url)
     identity = worker_identity()
     queue.store.beat_worker(identity)
-    for job_id in mark_interrupted_jobs(queue.store):
-        logging.getLogger("contextrast.worker").warning("job %s marked interrupted (its worker died)", job_id)
-    for job_id in requeue_lost_jobs(queue):
-        logging.getLogger("contextrast.worker").warning("job %s queued again (its message was lost)", job_id)
+    _recover_jobs(queue)
     where = f"Redis {queue.redis_url}" if queue.redis_url else str(Path(queue.runs_dir) / "queue.sqlite3")
     print(f"contextrast worker {identity}: {workers} job slot(s), queue {where}, runs in {queue.runs_dir}", flush=True)
     stop = threading.Event()
