@@ -35,7 +35,8 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
              toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True,
              runs_dir: str | Path | None = None) -> gr.Blocks:
     """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
-    optional dataset spec whose first available split (val, test, train) is listed with the toy samples.
+    optional dataset spec whose first available split (val, test, train) is listed before the toy samples, so
+    the page opens on it.
     With `runs_dir`, a Train tab submits fine-tuning jobs to the worker queue kept there."""
     store = ModelStore([Path(p) for p in checkpoints])
     samples = Samples(data_spec, toy_spec)

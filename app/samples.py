@@ -1,5 +1,5 @@
 """Labelled samples the lab can show without any upload: the built-in toy set, and optionally one
-split of a dataset given with `--data SPEC`. Names look like `toy/val_00003`."""
+split of a dataset given with `--data SPEC` (listed first). Names look like `toy/val_00003`."""
 
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ class Samples:
     def __init__(self, data_spec: str | None = None, toy_spec: str | None = "toy", limit: int = 200) -> None:
         self.sets: list[SampleSet] = []
         self.limit = limit
-        if toy_spec:
-            self.sets.append(SampleSet("toy", build_dataset(toy_spec, "val")))
+        # the dataset the user asked for comes first: the page opens on one of its images, and on a model
+        # that predicts its classes (app.main.default_model)
         if data_spec:
             self.sets.append(self._open(data_spec))
+        if toy_spec:
+            self.sets.append(SampleSet("toy", build_dataset(toy_spec, "val")))
         self._index: dict[str, tuple[SampleSet, int]] = {}
         for s in self.sets:
             for i in range(min(len(s.dataset), limit)):

@@ -276,3 +276,20 @@ def test_default_model_matches_the_default_samples_classes(tmp_path):
     assert demo.lab.default_model == "b-toy" and demo.lab.default_classes() == CLASSES
     pickers = [c for c in demo.blocks.values() if isinstance(c, gr.CheckboxGroup) and c.label == "Classes shown"]
     assert pickers and [choice[0] for choice in pickers[0].choices] == CLASSES
+
+
+def test_a_dataset_given_with_data_opens_the_page_on_its_images_and_model(tmp_path):
+    """`contextrast app --data SPEC` is asked for to show that dataset: its samples come before the toy ones,
+    so the first page shows one of its images with a model that predicts its classes."""
+    root = tmp_path / "street"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.json").write_text('{"classes": ["x", "y", "z"]}')
+    save_png(root / "images" / "a.png", np.full((32, 48, 3), 90, np.uint8))
+    save_png(root / "masks" / "a.png", np.arange(32 * 48).reshape(32, 48).astype(np.uint8) % 3)
+    write_checkpoint(tmp_path / "a-toy")
+    write_checkpoint(tmp_path / "b-street", classes=["x", "y", "z"])
+    demo = build_ui([tmp_path / "a-toy", tmp_path / "b-street"], f"folder:{root}", warm_up_umap=False)
+    names = demo.lab.samples.names()
+    assert names[0] == "street:val/a" and names[-1].startswith("toy/")
+    assert demo.lab.default_model == "b-street" and demo.lab.default_classes() == ["x", "y", "z"]

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints-dir", default="checkpoints", metavar="DIR",
                    help="load every sub-directory with a model_card.json (default: checkpoints)")
     p.add_argument("--data", metavar="SPEC", help="a dataset spec, e.g. camvid:/data/camvid, whose val (or test, "
-                   "train) split is listed with the built-in toy samples")
+                   "train) split is listed before the built-in toy samples and opens the page")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; other than localhost needs --auth or --insecure")
     p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
