@@ -16,6 +16,7 @@ from contextrast.engine.report import (
     check_claims,
     read_val_curve,
     render_markdown,
+    seed_standard_error,
 )
 from contextrast.engine.trainer import TrainHooks, train
 
@@ -35,6 +36,21 @@ def test_claims_pair_runs_differing_in_one_switch_and_average_seeds():
     srm = claims["[B] SRM beats bilinear upsampling"]  # srm/ce (2 seeds, mean .51) vs bilinear/ce (.60)
     assert not srm["held"] and abs(srm["delta"] + 0.09) < 1e-9
     assert "[A] CCL with random negatives beats CE" not in claims  # no ccl run
+    # seeds run on both sides are paired: differences +0.05 and +0.01, standard error 0.02, and 0.03 ≤ 2 × 0.02
+    assert main["per_seed_delta"] == pytest.approx({0: 0.05, 1: 0.01})
+    assert main["seed_se"] == pytest.approx(0.02) and main["within_noise"]
+    assert srm["seed_se"] is None and not srm["within_noise"]  # one bilinear seed: no seed spread to measure
+    text = render_markdown(results, list(claims.values()), "toy", "val", "c")
+    assert "## Spread between seeds" in text and "| b | srm | crm | contextrast | 0, 1 | 54.00 ± 1.41 |" in text
+    assert "per seed 0: +5.00, 1: +1.00; standard error over seeds 2.00" in text
+    assert "within noise: |Δ| ≤ 2 × the seed standard error (2.00)" in text and "at 1–2 seed(s)" in text
+
+
+def test_seed_standard_error_unpaired_when_no_two_seeds_are_shared():
+    a = [_result("a1", "ce", 1, 0.50), _result("a2", "ce", 2, 0.54)]
+    b = [_result("b3", "ce", 3, 0.40), _result("b4", "ce", 4, 0.44)]
+    assert seed_standard_error(a, b) == pytest.approx((0.0008 / 2 + 0.0008 / 2) ** 0.5)
+    assert seed_standard_error(a[:1], b) is None
 
 
 def test_build_report_from_real_runs(tmp_path):

@@ -44,9 +44,10 @@ CHAINS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 # Published sizes (METHOD.md §3 table: [A] on CamVid, CE → + Contextrast), for scale only: those runs use
 # pre-trained backbones, 360×480 crops, 6k iterations and multi-scale + flip testing.
 PUBLISHED = {"[A] Contextrast (CCL + BANE) beats CE": "[A] reports +1.18 to +2.16 points on CamVid"}
-# A difference is called "within noise" when it is smaller than this many times the larger late-curve wobble
-# (RunResult.late_wobble) of the two runs: one seed cannot measure seed spread, but a difference smaller than one run's own
-# evaluation-to-evaluation movement is not evidence either way.
+# A difference is called "within noise" when it is smaller than this many times the larger of two noise figures:
+# the late-curve wobble (RunResult.late_wobble) of the runs, since a difference smaller than one run's own
+# evaluation-to-evaluation movement is not evidence either way; and, once a variant has several seeds, the standard
+# error of the seed-averaged difference (`seed_standard_error`), the seed-to-seed spread one seed cannot measure.
 NOISE_FACTOR = 2.0
 LATE_POINTS = 4
 
@@ -169,9 +170,25 @@ def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def seed_standard_error(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]) -> float | None:
+    """Standard error of mean mIoU(a) − mean mIoU(b) over seeds, or None while it cannot be measured.
+
+    Seeds run on both sides are paired (same initialisation and data order, so their difference cancels what
+    the seed alone does): std of the per-seed differences / √n, from 2 shared seeds on. Otherwise, with 2+ seeds
+    on each side, the unpaired √(s_a²/n_a + s_b²/n_b)."""
+    a, b = {r.seed: r.miou for r in runs_a}, {r.seed: r.miou for r in runs_b}
+    paired = [a[s] - b[s] for s in sorted(a.keys() & b.keys())]
+    if len(paired) > 1:
+        return statistics.stdev(paired) / math.sqrt(len(paired))
+    if len(a) > 1 and len(b) > 1:
+        return math.sqrt(statistics.variance(a.values()) / len(a) + statistics.variance(b.values()) / len(b))
+    return None
+
+
 def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     """For each claim whose two variants were both run (equal in every other switch), the mIoU difference
-    averaged over seeds, with the seeds' standard deviations."""
+    averaged over seeds, with the seeds' standard deviations, the per-seed differences of seeds run on both
+    sides, and whether the difference is within noise (NOISE_FACTOR)."""
     groups = group_by_variant(results)
     index = {k: VARIANT_KEYS.index(k) for k in VARIANT_KEYS}
     found = []
@@ -185,6 +202,8 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
                 continue
             (ma, sa), (mb, sb) = _mean_spread([r.miou for r in runs_a]), _mean_spread([r.miou for r in runs_b])
             wobble = max((r.late_wobble or 0.0) for r in (*runs_a, *runs_b))
+            seed_se = seed_standard_error(runs_a, runs_b)
+            by_seed_b = {r.seed: r.miou for r in runs_b}
             late_a = [r.late_mean for r in runs_a if r.late_mean is not None]
             late_b = [r.late_mean for r in runs_b if r.late_mean is not None]
             late_delta = statistics.fmean(late_a) - statistics.fmean(late_b) if late_a and late_b else None
@@ -194,7 +213,10 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
                 "seeds_better": sorted(r.seed for r in runs_a), "seeds_worse": sorted(r.seed for r in runs_b),
                 "std_better": sa, "std_worse": sb, "held": ma > mb,
                 "finished": all(r.finished for r in (*runs_a, *runs_b)),
-                "wobble": wobble, "within_noise": abs(ma - mb) <= NOISE_FACTOR * wobble,
+                "wobble": wobble, "seed_se": seed_se,
+                "within_noise": abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0),
+                "per_seed_delta": {r.seed: r.miou - by_seed_b[r.seed] for r in sorted(runs_a, key=lambda r: r.seed)
+                                   if r.seed in by_seed_b},
                 "late_mean_delta": late_delta,
             })
     return found
@@ -269,6 +291,20 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         for r in sorted(results, key=lambda r: (r.key, r.seed)):
             curve = dict(r.val_curve)
             lines.append(f"| {r.run} | " + " | ".join(_pct(curve.get(it)) for it in iterations) + " |")
+    groups = group_by_variant(results)
+    if any(len(runs) > 1 for runs in groups.values()):
+        lines += ["", "## Spread between seeds", "",
+                  "Each variant's runs averaged over seeds: mean ± standard deviation (– for a single seed).", "",
+                  "| backbone | align | context | loss | seeds | mIoU % | "
+                  f"last-{LATE_POINTS} mean % | boundary IoU % |", "|---|---|---|---|---|---|---|---|"]
+        for key, runs in sorted(groups.items()):
+            cells = []
+            for values in ([r.miou for r in runs], [r.late_mean for r in runs if r.late_mean is not None],
+                           [r.boundary_iou for r in runs]):
+                mean, std = _mean_spread(values) if values else (None, 0.0)
+                cells.append(_pct(mean) + (f" ± {100 * std:.2f}" if len(values) > 1 else ""))
+            lines.append(f"| {' | '.join(key)} | {', '.join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "## The papers' claims at this scale", ""]
     if not claims:
         lines.append("No pair of runs differs in exactly one switch, so no claim can be checked yet.")
@@ -276,6 +312,10 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         n_a, n_b = len(c["seeds_better"]), len(c["seeds_worse"])
         spread = (f"; seed spread (std) {100 * c['std_better']:.2f} / {100 * c['std_worse']:.2f}"
                   if max(n_a, n_b) > 1 else "; one seed each, so the spread between seeds is not measured")
+        if len(c.get("per_seed_delta") or {}) > 1:
+            spread += "; per seed " + ", ".join(f"{s}: {_points(d)}" for s, d in c["per_seed_delta"].items())
+        if c.get("seed_se") is not None:
+            spread += f"; standard error over seeds {100 * c['seed_se']:.2f}"
         verdict = "held" if c["held"] else "did not hold"
         caveats = []
         if c.get("late_mean_delta") is not None:
@@ -283,7 +323,8 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             caveats.append(f"last-{LATE_POINTS} means differ by {100 * c['late_mean_delta']:+.2f} points, which "
                            + ("agrees" if agrees else "disagrees"))
         if c.get("within_noise"):
-            caveats.append(f"within noise: |Δ| ≤ {NOISE_FACTOR:g} × the larger wobble ({100 * c['wobble']:.2f})")
+            noise, what = max((c["wobble"], "the larger wobble"), (c.get("seed_se") or 0.0, "the seed standard error"))
+            caveats.append(f"within noise: |Δ| ≤ {NOISE_FACTOR:g} × {what} ({100 * noise:.2f})")
         if not c.get("finished", True):
             caveats.append("at least one run stopped before its schedule ended")
         if c["claim"] in PUBLISHED:
@@ -296,7 +337,8 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
     if claims:
         held = sum(c["held"] for c in claims)
         noisy = sum(bool(c.get("within_noise")) for c in claims)
-        seeds = max(len(c["seeds_better"]) for c in claims)
+        counts = sorted({len(c[side]) for c in claims for side in ("seeds_better", "seeds_worse")})
+        seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
         lines += ["", f"In all: {held} of {len(claims)} checked claims held in direction; {noisy} of the {len(claims)} "
                   f"differences are within noise as defined above: at {seeds} seed(s) per variant those show a "
                   "direction, not an effect."]
