@@ -80,8 +80,9 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                 embeddings_tab = build_embeddings(lab)
             with gr.Tab("Errors"):
                 errors_tab = build_errors(lab, data_spec)
-            with gr.Tab("Learn"):
+            with gr.Tab("Learn") as learn_page:
                 learn_tab = build_learn(lab)
+            learn_page.select(**learn_tab.first_visit)
             if runs_dir is not None:
                 with gr.Tab("Train"):
                     build_train(lab, runs_dir)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
+import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from lab_helpers import free_port, write_checkpoint  # noqa: E402
@@ -279,3 +280,14 @@ def test_learn_walk_through_and_sliders_change_the_loss(lab):
         call(client, "/learn", "no-such-model", 0, LAYER, 0.1, 50, 0.5)
     with pytest.raises(AppError, match="(?i)minimum|maximum|τ"):
         call(client, "/learn", "(small untrained model)", 0, LAYER, 0.0, 50, 0.5)
+
+
+def test_opening_the_learn_tab_draws_the_walk_through_once(lab):
+    demo, _, _ = lab
+    fn = next(f for f in demo.fns.values() if f.api_name == "learn_first_visit")
+    learn_tab = next(b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "Learn")
+    assert (learn_tab._id, "select") in [(t[0], t[1]) for t in fn.targets]  # fired by opening the tab
+    out = fn.fn(False, "(small untrained model)", 0, 1, 0.1, 50, 0.5)  # the Radio passes an index
+    assert out[-1] is True and all(p is not None for p in out[:6]) and "ccl" in out[12]["chosen"]
+    again = fn.fn(True, "(small untrained model)", 0, 1, 0.1, 50, 0.5)
+    assert len(again) == len(out) and all(isinstance(x, dict) and x.get("__type__") == "update" for x in again)

@@ -5,7 +5,7 @@ else a small untrained SCRNet (its many mistakes still show every step)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -33,6 +33,7 @@ STEPS = (("1 · What an anchor is", "plot"), ("2 · The contextual update", "plo
 class LearnTab:
     controls: list[Any]
     outputs: list[Any]
+    first_visit: dict[str, Any] = field(default_factory=dict)  # event kwargs for the tab's .select
 
 
 def toy_models(lab: Lab) -> list[str]:
@@ -114,4 +115,16 @@ def build_learn(lab: Lab) -> LearnTab:
 
     gr.on([start.click, tau.release, k_s.release, w_h.release, layer.input, picture.release, model.input], walk,
           inputs=tab.controls, outputs=tab.outputs, **lab.model_event(api_name="learn"))
+
+    shown = gr.State(False)  # per browser session: has the walk-through been drawn yet?
+
+    def first_visit(already_shown: bool, *controls: Any) -> list[Any]:
+        """Opening the tab draws the walk-through at the current settings once, so a class sees six steps
+        rather than six empty boxes; later visits keep whatever the sliders made."""
+        if already_shown:
+            return [gr.skip()] * (len(tab.outputs) + 1)
+        return [*walk(*controls), True]
+
+    tab.first_visit = dict(fn=first_visit, inputs=[shown, *tab.controls], outputs=[*tab.outputs, shown],
+                           **lab.model_event(api_name="learn_first_visit"))
     return tab
