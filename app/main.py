@@ -135,13 +135,18 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     return demo
 
 
+def _reported_val_miou(metrics: dict[str, Any] | None) -> float:
+    value = (metrics or {}).get("val_miou")
+    return float(value) if isinstance(value, (int, float)) else float("-inf")
+
+
 def default_model(store: ModelStore, classes: Sequence[str] | None) -> str | None:
-    """The first model that predicts `classes` (the pre-selected sample's, so the first page shows its labels
-    in use), else the first model."""
+    """Among the models that predict `classes` (the pre-selected sample's, so the first page shows its labels
+    in use), the one whose card reports the highest val mIoU (then the first by name); else the first model."""
     names = store.names()
-    for name in names if classes is not None else ():
-        if list(store.cards[name].classes) == list(classes):
-            return name
+    matching = [n for n in names if classes is not None and list(store.cards[n].classes) == list(classes)]
+    if matching:
+        return max(matching, key=lambda n: _reported_val_miou(store.cards[n].metrics))
     return names[0] if names else None
 
 

@@ -4,6 +4,7 @@ bad inputs included; the app must answer each with a visible message and keep se
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 from pathlib import Path
 
@@ -271,6 +272,13 @@ def test_default_model_matches_the_default_samples_classes(tmp_path):
     store = ModelStore([tmp_path / "a-other", tmp_path / "b-toy"])
     assert default_model(store, list(TOY.classes)) == "b-toy"
     assert default_model(store, None) == "a-other"  # an upload: no sample classes to match
+    # of two models for the sample's classes, the one whose card reports the higher val mIoU
+    write_checkpoint(tmp_path / "c-toy-better")
+    card = json.loads((tmp_path / "c-toy-better" / "model_card.json").read_text())
+    card["metrics"] = {"val_miou": 0.7}
+    (tmp_path / "c-toy-better" / "model_card.json").write_text(json.dumps(card))
+    both = ModelStore([tmp_path / "b-toy", tmp_path / "c-toy-better"])
+    assert default_model(both, list(TOY.classes)) == "c-toy-better"
     # the page opens on that model, and the class pickers of every tab start with its classes
     demo = build_ui([tmp_path / "a-other", tmp_path / "b-toy"], warm_up_umap=False)
     assert demo.lab.default_model == "b-toy" and demo.lab.default_classes() == CLASSES
