@@ -44,6 +44,7 @@ def test_claims_pair_runs_differing_in_one_switch_and_average_seeds():
     assert "## Spread between seeds" in text and "| b | srm | crm | contextrast | 0, 1 | 54.00 ± 1.41 |" in text
     assert "per seed 0: +5.00, 1: +1.00; standard error over seeds 2.00" in text
     assert "within noise: |Δ| ≤ 2 × the seed standard error (2.00)" in text and "at 1–2 seed(s)" in text
+    assert "seeds [0, 1] / [0]; seed spread (std) 1.41 / 0.00; per seed 0: -10.00)" in text  # srm/ce vs bilinear
 
 
 def test_seed_standard_error_unpaired_when_no_two_seeds_are_shared():

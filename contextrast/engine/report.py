@@ -312,7 +312,8 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         n_a, n_b = len(c["seeds_better"]), len(c["seeds_worse"])
         spread = (f"; seed spread (std) {100 * c['std_better']:.2f} / {100 * c['std_worse']:.2f}"
                   if max(n_a, n_b) > 1 else "; one seed each, so the spread between seeds is not measured")
-        if len(c.get("per_seed_delta") or {}) > 1:
+        paired = c.get("per_seed_delta") or {}
+        if len(paired) > 1 or (paired and c["seeds_better"] != c["seeds_worse"]):  # else it repeats the Δ above
             spread += "; per seed " + ", ".join(f"{s}: {_points(d)}" for s, d in c["per_seed_delta"].items())
         if c.get("seed_se") is not None:
             spread += f"; standard error over seeds {100 * c['seed_se']:.2f}"
