@@ -170,18 +170,23 @@ def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def seed_standard_error(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]) -> float | None:
-    """Standard error of mean mIoU(a) − mean mIoU(b) over seeds, or None while it cannot be measured.
+def paired_deltas(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]) -> dict[int, float]:
+    """mIoU(a) − mIoU(b) for each seed run on both sides (same initialisation and data order, so the difference
+    cancels what the seed alone does), by seed."""
+    b = {r.seed: r.miou for r in runs_b}
+    return {r.seed: r.miou - b[r.seed] for r in sorted(runs_a, key=lambda r: r.seed) if r.seed in b}
 
-    Seeds run on both sides are paired (same initialisation and data order, so their difference cancels what
-    the seed alone does): std of the per-seed differences / √n, from 2 shared seeds on. Otherwise, with 2+ seeds
-    on each side, the unpaired √(s_a²/n_a + s_b²/n_b)."""
-    a, b = {r.seed: r.miou for r in runs_a}, {r.seed: r.miou for r in runs_b}
-    paired = [a[s] - b[s] for s in sorted(a.keys() & b.keys())]
+
+def seed_standard_error(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]) -> float | None:
+    """Standard error of mean mIoU(a) − mean mIoU(b) over seeds, or None while it cannot be measured:
+    std of the `paired_deltas` / √n from 2 shared seeds on; otherwise, with 2+ seeds on each side, the
+    unpaired √(s_a²/n_a + s_b²/n_b)."""
+    paired = list(paired_deltas(runs_a, runs_b).values())
     if len(paired) > 1:
         return statistics.stdev(paired) / math.sqrt(len(paired))
+    a, b = [r.miou for r in runs_a], [r.miou for r in runs_b]
     if len(a) > 1 and len(b) > 1:
-        return math.sqrt(statistics.variance(a.values()) / len(a) + statistics.variance(b.values()) / len(b))
+        return math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     return None
 
 
@@ -203,7 +208,6 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
             (ma, sa), (mb, sb) = _mean_spread([r.miou for r in runs_a]), _mean_spread([r.miou for r in runs_b])
             wobble = max((r.late_wobble or 0.0) for r in (*runs_a, *runs_b))
             seed_se = seed_standard_error(runs_a, runs_b)
-            by_seed_b = {r.seed: r.miou for r in runs_b}
             late_a = [r.late_mean for r in runs_a if r.late_mean is not None]
             late_b = [r.late_mean for r in runs_b if r.late_mean is not None]
             late_delta = statistics.fmean(late_a) - statistics.fmean(late_b) if late_a and late_b else None
@@ -215,8 +219,7 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
                 "finished": all(r.finished for r in (*runs_a, *runs_b)),
                 "wobble": wobble, "seed_se": seed_se,
                 "within_noise": abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0),
-                "per_seed_delta": {r.seed: r.miou - by_seed_b[r.seed] for r in sorted(runs_a, key=lambda r: r.seed)
-                                   if r.seed in by_seed_b},
+                "per_seed_delta": paired_deltas(runs_a, runs_b),
                 "late_mean_delta": late_delta,
             })
     return found
@@ -314,7 +317,7 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
                   if max(n_a, n_b) > 1 else "; one seed each, so the spread between seeds is not measured")
         paired = c.get("per_seed_delta") or {}
         if len(paired) > 1 or (paired and c["seeds_better"] != c["seeds_worse"]):  # else it repeats the Δ above
-            spread += "; per seed " + ", ".join(f"{s}: {_points(d)}" for s, d in c["per_seed_delta"].items())
+            spread += "; per seed " + ", ".join(f"{s}: {_points(d)}" for s, d in paired.items())
         if c.get("seed_se") is not None:
             spread += f"; standard error over seeds {100 * c['seed_se']:.2f}"
         verdict = "held" if c["held"] else "did not hold"
