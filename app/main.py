@@ -175,7 +175,7 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
     checkpoints = discover_checkpoints(args.checkpoints_dir, args.checkpoint or [])
     runs_dir = args.runs_dir
     if not args.no_worker:
-        from contextrast.jobs.control import ensure_worker_running
+        from contextrast.jobs import ensure_worker_running
 
         if ensure_worker_running(runs_dir) is not None:
             print(f"started a fine-tuning worker in the background (log: {Path(runs_dir) / 'worker.log'})", flush=True)

@@ -15,7 +15,7 @@ from contextrast.analysis.training_curves import training_curves_figure
 from contextrast.config import LOSS_CHOICES
 from contextrast.engine.checkpoint import read_card
 from contextrast.jobs import control
-from contextrast.jobs.records import open_store
+from contextrast.jobs.control import live_workers
 
 SCRATCH = "(from scratch)"
 TABLE_HEADERS = ["job", "state", "progress", "iteration", "ETA", "best val mIoU", "loss", "data", "name"]
@@ -148,7 +148,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
         if job_id is None:
             return [job_rows(records), menu, "No jobs yet.", training_curves_figure([]), "", models]
         record = next(r for r in records if r["id"] == job_id)
-        workers = open_store(runs_dir).live_workers() if record["state"] == "queued" else []
+        workers = live_workers(runs_dir) if record["state"] == "queued" else []
         figure = training_curves_figure(control.job_metrics(job_id, runs_dir), title=record["params"].get("name") or job_id)
         return [job_rows(records), menu, progress_markdown(record, workers), figure,
                 control.job_log_tail(job_id, runs_dir, 40), models]
