@@ -8,18 +8,11 @@ lowers it for a whole process (read once, at import):
     parameters of one model                    CONTEXTRAST_MAX_MODEL_PARAMS   300 000 000
     memory of one training job's process       CONTEXTRAST_JOB_MEMORY_GB      3/4 of this machine's RAM
     bytes of analysis results the app caches   CONTEXTRAST_APP_CACHE_MB       1 536
-
-`override(...)` tightens a bound for one block of code in one thread (the web app evaluates a
-dataset with its own image bound), without touching the process-wide values.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,30 +60,25 @@ class Limits:
 
 
 _PROCESS = Limits.from_env()
-_ACTIVE: contextvars.ContextVar[Limits] = contextvars.ContextVar("contextrast_limits", default=_PROCESS)
 
 
 def current() -> Limits:
-    """The bounds in force here (the process's, or an `override` around this code)."""
-    return _ACTIVE.get()
+    """The bounds of this process."""
+    return _PROCESS
 
 
-@contextlib.contextmanager
-def override(**changes: Any) -> Iterator[Limits]:
-    """Run a block with some bounds changed (this thread / task only)."""
-    token = _ACTIVE.set(dataclasses.replace(current(), **changes))
-    try:
-        yield current()
-    finally:
-        _ACTIVE.reset(token)
+class ImageTooLarge(ValueError):
+    """A picture above the pixel bound, refused before decoding."""
 
 
-def check_image_size(width: int, height: int, what: str = "the image") -> None:
-    """Refuse a picture of `width`×`height` px above the pixel bound, before any pixel is decoded."""
-    limit = current().max_image_pixels
+def check_image_size(width: int, height: int, what: str = "the image", limit: int | None = None,
+                     why: str = "this lab decodes") -> None:
+    """Refuse a picture of `width`×`height` px above `limit` (default: the pixel bound) before any pixel
+    is decoded or drawn."""
+    limit = current().max_image_pixels if limit is None else int(limit)
     if int(width) * int(height) > limit:
-        raise ValueError(f"{what} is {width}×{height} px ({int(width) * int(height) / 1e6:.1f} MP), more than the "
-                         f"{limit / 1e6:.1f} MP this lab decodes; use a smaller image")
+        raise ImageTooLarge(f"{what} is {width}×{height} px ({int(width) * int(height) / 1e6:.1f} MP), more than the "
+                         f"{limit / 1e6:.1f} MP {why}; use a smaller image")
 
 
 def check_model_size(config: Any) -> int:

@@ -150,8 +150,8 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
         record = next(r for r in records if r["id"] == job_id)
         workers = live_workers(runs_dir) if record["state"] == "queued" else []
         figure = training_curves_figure(control.job_metrics(job_id, runs_dir), title=record["params"].get("name") or job_id)
-        return [job_rows(records), menu, progress_markdown(record, workers), figure,
-                control.job_log_tail(job_id, runs_dir, 40), models]
+        return [job_rows(records), menu, lab.paths.redact(progress_markdown(record, workers)), figure,
+                lab.paths.redact(control.job_log_tail(job_id, runs_dir, 40)), models]
 
     view_outputs = [table, job, progress, curves, log] + ([model_menu] if model_menu is not None else [])
 
@@ -167,7 +167,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                                                                  _int(crop_w_v, "crop width")],
                   "device": device_v, "gpus": _int(gpus_v, "GPUs"), "name": name_v or "",
                   "overrides": [line.strip() for line in (overrides_v or "").splitlines() if line.strip()]}
-        record = control.submit_job(params, runs_dir)
+        record = control.submit_job(params, runs_dir, paths=lab.paths)
         return [f"Submitted job **{record['id']}**."] + trim(view(record["id"]))
 
     @user_errors

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from contextrast.config import IGNORE_INDEX
+from contextrast.limits import check_model_size
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -250,8 +251,8 @@ def _require_file(directory: Path, name: str) -> Path:
 def _read_json(f: Path) -> Any:
     try:
         return json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"checkpoint {f} is corrupt or truncated: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"checkpoint {f} is corrupt or truncated: {str(e)[:200]}") from None
 
 
 def _read_tensors(f: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
@@ -323,7 +324,9 @@ def read_card(path: str | Path) -> ModelCard:
     f = _require_file(d, CARD_FILE)
     data = _read_json(f)
     try:
-        return ModelCard.from_dict(data)
+        card = ModelCard.from_dict(data)
+        check_model_size(card.model)  # the model it describes can be built, within the bounds
+        return card
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {f} holds an invalid model card: {e}") from e
 

@@ -22,6 +22,7 @@ from contextrast.jobs.recovery import mark_interrupted_jobs
 from contextrast.jobs.run_dir import LOG_FILE, job_run_dir, last_checkpoint_iteration, read_log_tail
 from contextrast.jobs.store import JobStore, open_store, redis_url_from_env
 from contextrast.jobs.validate import JobParams, validate_job
+from contextrast.paths import PathPolicy
 
 PAST_TENSE = {"cancel": "cancelled", "stop": "stopped"}
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,11 +69,13 @@ def writes_runs_dir(fn: F) -> F:
 
 
 @writes_runs_dir
-def submit_job(params: JobParams | dict[str, Any], runs_dir: str | Path = "runs", redis_url: str | None = None) -> Record:
-    """Validate (ValueError/FileNotFoundError with a message when bad), record and enqueue a job."""
+def submit_job(params: JobParams | dict[str, Any], runs_dir: str | Path = "runs", redis_url: str | None = None,
+               paths: PathPolicy | None = None) -> Record:
+    """Validate (ValueError/FileNotFoundError with a message when bad), record and enqueue a job.
+    `paths`: the folders a web client may name (see validate_job)."""
     q = queue_for(runs_dir, redis_url)
     # with Redis the job may run on another machine, whose GPUs we cannot see from here
-    p, cfg = validate_job(params, devices_here=not q.redis_url)
+    p, cfg = validate_job(params, devices_here=not q.redis_url, paths=paths)
     job_id = new_job_id()
     record = new_record(job_id, p.to_dict(), cfg.to_dict(), run_dir=str(job_run_dir(q.runs_dir, job_id)))
     q.store.create(record)

@@ -17,6 +17,7 @@ from typing import Any
 from contextrast import limits
 from contextrast.config import ExperimentConfig, replace
 from contextrast.jobs.params import JobParams, build_job_config
+from contextrast.paths import PathPolicy
 
 __all__ = ["JobParams", "build_job_config", "validate_job"]
 
@@ -101,13 +102,20 @@ def check_device(device: str, gpus: int) -> None:
         raise ValueError(f"gpus={gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
-def validate_job(params: JobParams | dict[str, Any], devices_here: bool = True) -> tuple[JobParams, ExperimentConfig]:
+def validate_job(params: JobParams | dict[str, Any], devices_here: bool = True,
+                 paths: PathPolicy | None = None) -> tuple[JobParams, ExperimentConfig]:
     """(params, the config the job will train with), or ValueError/FileNotFoundError saying what is wrong.
 
     `devices_here`: check the device against this machine's GPUs (false when workers run elsewhere).
+    `paths`: the folders the submitter may name (a web client); the dataset folder and the base
+    checkpoint must lie inside them, and nothing outside is read.
     """
     p = params if isinstance(params, JobParams) else JobParams.from_dict(dict(params))
+    if paths is not None and p.base_checkpoint:
+        paths.checkpoint(p.base_checkpoint)
     cfg = build_job_config(p)
+    if paths is not None:
+        paths.job_config(cfg)
     check_training_values(cfg)
     facts = check_dataset(cfg, p.gpus)
     check_model(cfg, facts.num_classes)
