@@ -1,13 +1,16 @@
 """Which server folders a client may name: the allow-list behind every path a web user can type.
 
-A `PathPolicy` holds the data roots and checkpoint roots a server was started with. A dataset spec or
-checkpoint path outside them is refused before the file system is touched, with the same message
-whether it exists or not, so a refusal tells nothing about what lies outside. `display` and
-`redact` write server paths relative to the root that holds them, for what is shown to a client.
+A `PathPolicy` holds the data roots and checkpoint roots a server was started with. A client sees
+each root by its folder name (`camvid`, `checkpoints`) and may name a path either under that name
+(`camvid:camvid/…`, `checkpoints/my-model`) or as the server's own path. Anything outside the roots
+is refused before the file system is touched, with the same message whether it exists or not, so
+a refusal tells nothing about what lies outside. `display` and `redact` write server paths under
+their root's name, for what is shown to a client.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,16 +24,26 @@ def _resolved(path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Root:
-    given: str  # as the server's operator wrote it, shown in messages
+    name: str  # how clients see and name it
     path: Path  # resolved
 
 
 def _roots(paths: Iterable[str | Path]) -> tuple[Root, ...]:
-    out: dict[Path, Root] = {}
+    resolved: list[Path] = []
     for p in paths:
-        if str(p).strip():
-            out.setdefault(_resolved(p), Root(str(p), _resolved(p)))
-    return tuple(out.values())
+        if str(p).strip() and _resolved(p) not in resolved:
+            resolved.append(_resolved(p))
+    roots: list[Root] = []
+    for path in resolved:
+        name = path.name or "root"
+        if any(r.name == name for r in roots):  # two roots with one folder name: tell them apart by the parent
+            name = f"{path.parent.name}-{name}"
+        roots.append(Root(name, path))
+    return tuple(roots)
+
+
+def _inside(path: Path, root: Root) -> bool:
+    return path == root.path or path.is_relative_to(root.path)
 
 
 class PathPolicy:
@@ -40,45 +53,56 @@ class PathPolicy:
         self.data_roots = _roots(data_roots)
         self.checkpoint_roots = _roots(checkpoint_roots)
 
-    def _inside(self, text: str, roots: tuple[Root, ...], what: str, flag: str) -> Path:
+    def _locate(self, text: str, roots: tuple[Root, ...], what: str, flag: str) -> Path:
+        """The server path of `text` inside one of `roots`, else ValueError (the same for any outside path)."""
+        parts = Path(text).parts
+        for r in roots:
+            if parts and parts[0] == r.name:  # named under the root's client-side name
+                path = _resolved(r.path.joinpath(*parts[1:]))
+                if _inside(path, r):
+                    return path
         path = _resolved(text)  # symlinks followed: a link inside a root to a folder outside is outside
-        if any(path == r.path or path.is_relative_to(r.path) for r in roots):
+        if any(_inside(path, r) for r in roots):
             return path
-        allowed = ", ".join(r.given for r in roots) or "none"
+        allowed = ", ".join(r.name for r in roots) or "none"
         raise ValueError(f"{what} {text!r} is not inside the folders this lab may read ({allowed}); the server's "
                          f"operator can allow another with {flag} DIR")
 
     def data_spec(self, spec: str) -> str:
-        """`spec`, when it is a generated dataset or its folder lies inside a data root; else ValueError."""
+        """The spec with its folder as a server path, when it is a generated dataset or its folder lies
+        inside a data root; else ValueError."""
         from contextrast.data.build import parse_spec
 
         parsed = parse_spec(spec)
-        if parsed.root is not None:
-            self._inside(parsed.root, self.data_roots, "the dataset folder", "--data-root")
-        return spec
+        if parsed.root is None:
+            return spec
+        return f"{parsed.name}:{self._locate(parsed.root, self.data_roots, 'the dataset folder', '--data-root')}"
 
     def checkpoint(self, path: str) -> str:
-        """`path`, when it lies inside a checkpoint root; else ValueError."""
-        self._inside(path, self.checkpoint_roots, "the checkpoint", "--checkpoint")
-        return path
+        """The server path of a checkpoint inside a checkpoint root; else ValueError."""
+        return str(self._locate(path, self.checkpoint_roots, "the checkpoint", "--checkpoint"))
 
-    def job_config(self, cfg: Any) -> None:
-        """The paths an ExperimentConfig reads (train.data's folder, train.init_from) lie inside the roots."""
-        self.data_spec(cfg.train.data)
-        if cfg.train.init_from:
-            self.checkpoint(cfg.train.init_from)
+    def job_config(self, cfg: Any) -> Any:
+        """`cfg` (an ExperimentConfig) with the paths it reads (train.data's folder, train.init_from) as server
+        paths inside the roots; ValueError when one lies outside."""
+        init_from = self.checkpoint(cfg.train.init_from) if cfg.train.init_from else ""
+        train = dataclasses.replace(cfg.train, data=self.data_spec(cfg.train.data), init_from=init_from)
+        return dataclasses.replace(cfg, train=train)
+
+    def _all(self) -> list[Root]:
+        return sorted((*self.data_roots, *self.checkpoint_roots), key=lambda r: -len(str(r.path)))
 
     def display(self, path: str | Path) -> str:
-        """`path` as a client should see it: under the root that holds it, as the operator named that root."""
+        """`path` as a client should see it: under the name of the outermost root that holds it (else its file
+        name)."""
         resolved = _resolved(path)
-        for r in sorted((*self.data_roots, *self.checkpoint_roots), key=lambda r: -len(r.path.parts)):
-            if resolved == r.path or resolved.is_relative_to(r.path):
-                rel = resolved.relative_to(r.path)
-                return str(Path(r.given) / rel) if rel.parts else r.given
+        for r in reversed(self._all()):
+            if _inside(resolved, r):
+                return str(Path(r.name, resolved.relative_to(r.path)))
         return Path(path).name
 
     def redact(self, text: str) -> str:
-        """`text` with every absolute root path written as its root's given name."""
-        for r in sorted((*self.data_roots, *self.checkpoint_roots), key=lambda r: -len(str(r.path))):
-            text = text.replace(str(r.path), r.given)
+        """`text` with every root's server path written as the root's name."""
+        for r in self._all():
+            text = text.replace(str(r.path), r.name)
         return text

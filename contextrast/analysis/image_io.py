@@ -4,6 +4,7 @@ and label maps checked against the image and the label set (labels 0..K-1, 255 =
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,11 @@ def _open(data: bytes, what: str) -> Image.Image:
     """PIL image with its pixels loaded (so truncated files fail here, not later), after the size its
     header declares was checked against the pixel bound (contextrast.limits)."""
     try:
-        img = Image.open(io.BytesIO(data))
-        limits.check_image_size(*img.size, what=what)
-        img.load()
+        with warnings.catch_warnings():  # PIL's own bomb warning: the bound that counts is limits'
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            limits.check_image_size(*img.size, what=what)
+            img.load()
     except limits.ImageTooLarge:
         raise
     except Image.DecompressionBombError as e:

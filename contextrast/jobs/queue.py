@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from huey import Huey, RedisHuey, SqliteHuey
 
 from contextrast.jobs.message import JobMessageSerializer
+from contextrast.jobs.run_dir import check_runs_dir_writable
 from contextrast.jobs.store import JobStore, open_store, redis_url_from_env
 
 QUEUE_NAME = "contextrast"
@@ -28,7 +29,7 @@ def make_huey(runs_dir: str | Path, redis_url: str | None = None) -> Huey:
     serializer = JobMessageSerializer()
     if url:
         return RedisHuey(QUEUE_NAME, url=url, results=False, serializer=serializer)
-    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    check_runs_dir_writable(runs_dir)
     return SqliteHuey(QUEUE_NAME, filename=str(Path(runs_dir) / "queue.sqlite3"), results=False,
                       serializer=serializer)
 

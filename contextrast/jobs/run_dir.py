@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 LOG_FILE = "train.log"
 LOG_TAIL_BYTES = 64 * 1024
+
+
+def check_runs_dir_writable(runs_dir: str | Path) -> Path:
+    """The runs dir, created if needed; ValueError when files cannot be written there (read-only, full,
+    or not this user's), found by writing one rather than by asking for permissions."""
+    runs = Path(runs_dir)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=runs):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write in the runs directory {runs}: {e.strerror or e}; job records, the queue, "
+                         "logs and checkpoints live there (give another --runs-dir)") from None
+    return runs
 
 
 def job_run_dir(runs_dir: str | Path, job_id: str) -> Path:

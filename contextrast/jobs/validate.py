@@ -11,6 +11,7 @@ checkpoint is refused), and checks the device against this machine.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,10 +113,10 @@ def validate_job(params: JobParams | dict[str, Any], devices_here: bool = True,
     """
     p = params if isinstance(params, JobParams) else JobParams.from_dict(dict(params))
     if paths is not None and p.base_checkpoint:
-        paths.checkpoint(p.base_checkpoint)
+        p = dataclasses.replace(p, base_checkpoint=paths.checkpoint(p.base_checkpoint))
     cfg = build_job_config(p)
     if paths is not None:
-        paths.job_config(cfg)
+        cfg = paths.job_config(cfg)
     check_training_values(cfg)
     facts = check_dataset(cfg, p.gpus)
     check_model(cfg, facts.num_classes)

@@ -12,7 +12,6 @@ killed and their jobs marked `interrupted` (resumable); one Ctrl-C waits for the
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 from contextrast.jobs.processes import worker_identity
 from contextrast.jobs.queue import JobQueue, open_queue
 from contextrast.jobs.recovery import mark_interrupted_jobs, requeue_lost_jobs
+from contextrast.jobs.run_dir import check_runs_dir_writable
 from contextrast.jobs.store import HEARTBEAT_S, open_store
 from contextrast.jobs.supervisor import interrupt_running_jobs
 
@@ -50,19 +50,6 @@ def _keep_alive(queue: JobQueue, identity: str, stop: threading.Event) -> None:
         except Exception:  # noqa: BLE001 - a flaky store must not kill the worker
             log.exception("heartbeat failed")
         stop.wait(HEARTBEAT_S)
-
-
-def check_runs_dir_writable(runs_dir: str | Path) -> Path:
-    """The runs dir, created if needed; ValueError when this user cannot write there."""
-    runs = Path(runs_dir)
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the runs directory {runs}: {e.strerror or e}") from None
-    if not os.access(runs, os.W_OK | os.X_OK):
-        raise ValueError(f"the runs directory {runs} is not writable by this user; a worker writes job records, "
-                         "logs and checkpoints there (give another --runs-dir)")
-    return runs
 
 
 def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str | None = None) -> int:
