@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contextrast.config import ALIGN_CHOICES, CONTEXT_CHOICES, ModelConfig
-from contextrast.models import SCRNetOutput, build_model, create_backbone
+from contextrast.config import ModelConfig
+from contextrast.models import ALIGNS, CONTEXTS, SCRNetOutput, build_model, create_backbone
 from contextrast.models.crm import ChannelAttention, ContextualRefinementModule, SpatialAttention
 from contextrast.models.srm import SemanticRefinementModule, neighbour_combine, warp
 
@@ -80,7 +80,7 @@ def test_timm_backbone_optional():
     assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
 
 
-@pytest.mark.parametrize("align,context", list(itertools.product(ALIGN_CHOICES, CONTEXT_CHOICES)))
+@pytest.mark.parametrize("align,context", list(itertools.product(ALIGNS.names(), CONTEXTS.names())))
 def test_every_switch_shapes_and_gradients(align, context):
     torch.manual_seed(0)
     model = build_model({"align": align, "context": context, "aux_head": True, "num_classes": 5, "decoder_channels": 32, "embed_dim": 16})
@@ -120,7 +120,8 @@ def test_every_switch_shapes_and_gradients(align, context):
 def test_plain_forward_returns_logits_only_in_eval():
     model = build_model({"num_classes": 3, "aux_head": True}).eval()
     out = model(torch.randn(1, 3, 64, 64))
-    assert isinstance(out, torch.Tensor) and out.shape == (1, 3, 64, 64)
+    assert isinstance(out, SCRNetOutput) and out.logits.shape == (1, 3, 64, 64)
+    assert out.aux_logits is None and out.embeddings is None and out.srm == [] and out.crm is None
 
 
 def test_srm_with_zero_offsets_equals_bilinear_plus_fusion():

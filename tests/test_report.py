@@ -56,7 +56,7 @@ def test_seed_standard_error_unpaired_when_no_two_seeds_are_shared():
 
 def test_build_report_from_real_runs(tmp_path):
     sets = ["train.data=toy:n=8,size=64x80", "train.crop=[64,64]", "train.batch_size=4", "train.workers=0",
-            "train.iterations=2", "model.decoder_channels=16", "model.embed_dim=16", "loss.warmup=0.0"]
+            "train.iterations=2", "model.decoder_channels=16", "model.embed_dim=16", "loss.contrast_start=0.0"]
     runs = []
     for loss in ("ce", "contextrast"):
         cfg = load_config(None, sets + [f"loss.name={loss}", f"train.run_dir={tmp_path / loss}"])

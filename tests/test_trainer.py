@@ -26,7 +26,7 @@ TINY = [
     "train.val_interval=1000",
     "model.decoder_channels=16",
     "model.embed_dim=16",
-    "loss.warmup=0.0",
+    "loss.contrast_start=0.0",
 ]
 
 
@@ -46,7 +46,7 @@ def test_train_writes_checkpoints_and_metrics(tmp_path):
     steps = [r for r in logs if "total" in r]
     assert [r["iter"] for r in steps] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
-    assert "ccl" in steps[-1]
+    assert "contextrast" in steps[-1]
     assert any("val" in r for r in logs)
     model, card = load_checkpoint(result.final_checkpoint)
     assert card.iteration == 4 and card.classes and len(card.palette) == len(card.classes)

@@ -333,6 +333,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", num_cl
 
     Reads only JSON and safetensors (never unpickles). `num_classes`, when given, must match the card.
     """
+    from contextrast.config import model_config_from_card
     from contextrast.models import build_model
 
     card = read_card(path)
@@ -341,7 +342,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", num_cl
     if num_classes is not None and int(num_classes) != ckpt_classes:
         raise ValueError(f"checkpoint {path} predicts {ckpt_classes} classes but {num_classes} were expected")
     weights = _read_tensors(_require_file(d, WEIGHTS_FILE))
-    model = build_model(card.model)
+    model = build_model(model_config_from_card(card.model))
     _load_weights(model, weights, d / WEIGHTS_FILE)
     return model.to(device).eval(), card
 
@@ -412,12 +413,14 @@ def save_training_state(
     scaler: Any | None,
     state: dict[str, Any],
     card: ModelCard | None = None,
+    extra: dict[str, nn.Module] | None = None,
 ) -> Path:
     """Write everything needed to resume training into directory `path`, atomically, without pickle.
 
     `state`: iteration, elapsed time, RNG states (see `capture_rng_state`), anything JSON-able.
     `scaler`: a torch.amp.GradScaler (or None). With `card`, the directory is also a model checkpoint
     (`model_card.json` + `README.md`) that `load_checkpoint` reads, written in the same atomic swap.
+    `extra`: more modules to resume (e.g. the EMA of the weights), each written as `<name>.safetensors`.
     """
     if card is not None:
         _check_card_fits(model, card)
@@ -436,6 +439,8 @@ def save_training_state(
         _write_tensors(model.state_dict(), d / WEIGHTS_FILE)
         _write_tensors(opt_tensors, d / OPTIMIZER_FILE)
         (d / STATE_FILE).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        for name, module in (extra or {}).items():
+            _write_tensors(module.state_dict(), d / f"{name}.safetensors")
         if card is not None:
             _write_card(card, d, Path(path))
 
@@ -447,8 +452,10 @@ def load_training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: Any | None = None,
+    extra: dict[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimizer and scaler in place from `save_training_state`'s directory; return `state`."""
+    """Restore model, optimizer, scaler and `extra` modules in place from `save_training_state`'s directory;
+    return `state`. An `extra` module whose file is absent (a run that started without it) keeps its state."""
     expected = f"{WEIGHTS_FILE}, {OPTIMIZER_FILE} and {STATE_FILE}"
     d = _resolve_dir(path, expected)
     payload = _read_json(_require_file(d, STATE_FILE))
@@ -464,6 +471,10 @@ def load_training_state(
             raise ValueError(f"optimizer state in {d} does not fit this optimizer: {e}") from e
     if scaler is not None and payload.get("scaler"):
         scaler.load_state_dict(_decode_json(payload["scaler"]))
+    for name, module in (extra or {}).items():
+        f = d / f"{name}.safetensors"
+        if f.is_file():
+            _load_weights(module, _read_tensors(f, device), f)
     return payload["state"]
 
 

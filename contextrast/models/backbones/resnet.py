@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from torch import Tensor, nn
 
 from contextrast.models.backbones.base import Backbone
-from contextrast.models.backbones.registry import BACKBONES
+from contextrast.models.registry import BACKBONES
 
 
 class BasicBlock(nn.Module):
@@ -121,13 +121,11 @@ def resnet18(in_channels: int = 3) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), 64, in_channels)
 
 
-@BACKBONES.register("resnet50")
-def resnet50(in_channels: int = 3) -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), 64, in_channels)
-
-
 @BACKBONES.register("resnet18_light")
 def resnet18_light(in_channels: int = 3) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), 32, in_channels)
 
 
+@BACKBONES.register("resnet50")
+def resnet50(in_channels: int = 3) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), 64, in_channels)
