@@ -8,7 +8,7 @@ import pytest
 
 from contextrast.cli import main
 from contextrast.config import load_config
-from contextrast.engine.checkpoint import read_card
+from contextrast.engine.card import read_card
 from contextrast.engine.report import (
     RunResult,
     build_report,
