@@ -12,7 +12,7 @@ import gradio as gr
 
 from app.lab import Lab, user_errors
 from contextrast.analysis.training_curves import training_curves_figure
-from contextrast.engine.checkpoint import read_card
+from contextrast.engine.card import read_card
 from contextrast.jobs import control
 from contextrast.jobs.records import open_store
 from contextrast.losses import LOSSES

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextrast.engine.report import build_report
+    from contextrast.experiments.report import build_report
 
     words = [*args.runs, "--data", args.data, "--split", args.split, "--out", args.out]
     words += ["--json", args.json_out] if args.json_out else []

@@ -35,19 +35,17 @@ from contextrast.config import ExperimentConfig, replace, save_config
 from contextrast.data import build_dataset
 from contextrast.data.statistics import log_frequency_weights
 from contextrast.data.transforms import EvalTransform, TrainTransform
-from contextrast.engine.checkpoint import (
-    ModelCard,
-    capture_rng_state,
-    code_version,
-    hardware_string,
-    load_checkpoint,
-    load_training_state,
-    restore_rng_state,
-    save_checkpoint,
-    save_training_state,
-)
+from contextrast.engine.card import ModelCard
+from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import resolve_device
+from contextrast.engine.provenance import code_version, hardware_string
+from contextrast.engine.training_state import (
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from contextrast.losses import build_loss
 from contextrast.models import build_model
 

@@ -92,7 +92,7 @@ def build_job_config(p: JobParams) -> ExperimentConfig:
 
     model = ModelConfig()
     if p.base_checkpoint:
-        from contextrast.engine.checkpoint import read_card
+        from contextrast.engine.card import read_card
 
         base = Path(p.base_checkpoint)
         if not base.exists():
