@@ -82,7 +82,7 @@ def build_job_config(p: JobParams) -> ExperimentConfig:
         _check_number(name, getattr(p, name), int, positive=False)
         if getattr(p, name) < 0:
             raise ValueError(f"{name} must be ≥ 0 (0 picks one); got {getattr(p, name)}")
-    LOSSES.check(p.loss)
+    LOSSES.get(p.loss)  # unknown loss: ValueError naming the choices
     if not DEVICE_PATTERN.match(p.device):
         raise ValueError(f"unknown device {p.device!r}; choose auto, cpu, cuda or cuda:N")
     if p.gpus > 1 and p.device == "cpu":

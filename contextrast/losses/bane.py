@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from contextrast.config import LossConfig
 from contextrast.losses.edt import BACKGROUND, region_distance
+from contextrast.losses.grid import nearest_resize, prediction_at
 from contextrast.pixel_grid import stride_between
 
 
@@ -142,3 +144,32 @@ def bane_negatives(
         else:
             keep[flat] = lowest_percent(values, groups, b * classes, percent)
     return BaneSelection(error=error, distance=distance, keep=keep.view(b, h, w))
+
+
+def fine_error_distance(logits: Tensor, target: Tensor, stride: int, ignore_index: int = 255) -> Tensor | None:
+    """BANE's distances on the stride-`stride` grid: logits (B, K, H, W), target (B, H, W) → (B, ⌈H/s⌉, ⌈W/s⌉), or
+    None for stride 0 (each layer's own grid). One transform serves every layer (`carry_distance`)."""
+    if int(stride) == 0:
+        return None
+    size = (-(-target.shape[-2] // stride), -(-target.shape[-1] // stride))
+    _, distance = error_distance(prediction_at(logits, size), nearest_resize(target, size), ignore_index)
+    return distance
+
+
+def bane_on_grid(
+    logits: Tensor,
+    labels: Tensor,
+    cfg: LossConfig,
+    generator: torch.Generator,
+    fine_distance: Tensor | None,
+    ignore_index: int = 255,
+    percent: float | None = None,
+) -> tuple[Tensor, BaneSelection]:
+    """BANE on one layer with the loss's settings: logits (B, K, H, W), labels (B, h, w) already on the layer's grid
+    → (the prediction read there (B, h, w), the selection). `percent` overrides K_s (the diagnose sweep)."""
+    grid = tuple(labels.shape[-2:])
+    pred = prediction_at(logits, grid)
+    carried = carry_distance(fine_distance, grid) if fine_distance is not None else None
+    k_s = cfg.bane_percent if percent is None else percent
+    return pred, bane_negatives(pred, labels, k_s, ignore_index, rule=cfg.bane_rule, generator=generator,
+                                distance=carried)

@@ -8,13 +8,10 @@ from torch import Tensor
 
 from contextrast.config import IGNORE_INDEX, LossConfig, from_dict
 
-# isort: off  (import order = registration order = the order help and errors list the losses)
-from contextrast.losses import (  # noqa: F401
-    ccl,  # noqa: F401
-    ce,
-    pixel_contrast,
-)
-
+# Import order = registration order = the order help and errors list the losses.
+# isort: off
+from contextrast.losses import ce, pixel_contrast  # noqa: F401
+from contextrast.losses import ccl  # noqa: F401
 # isort: on
 from contextrast.losses.base import SegmentationLoss
 from contextrast.losses.registry import LOSSES

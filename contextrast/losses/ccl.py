@@ -21,9 +21,9 @@ from torch import Tensor
 
 from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.anchors import class_means, contextual_update
-from contextrast.losses.bane import BaneSelection, bane_negatives, carry_distance, error_distance
+from contextrast.losses.bane import BaneSelection, bane_on_grid, fine_error_distance
 from contextrast.losses.base import SegmentationLoss
-from contextrast.losses.grid import flat_to_coords, nearest_resize, prediction_at, similarity_to
+from contextrast.losses.grid import flat_to_coords, nearest_resize, similarity_to
 from contextrast.losses.record import BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE, LayerRecord, SampledPixels
 from contextrast.losses.registry import LOSSES, NEGATIVES
 from contextrast.losses.sampling import top_keys
@@ -91,22 +91,18 @@ class ContextualContrastiveLoss(SegmentationLoss):
         if self.cfg.detach_deep_anchor:
             deep = deep.detach()
         use_bane = getattr(self.draw_negatives, "uses_bane", True)
-        fine_distance = self._fine_distance(logits, target) if use_bane else None
+        fine_distance = (fine_error_distance(logits, target, self.cfg.bane_distance_stride, self.ignore_index)
+                         if use_bane else None)
         total = logits.new_zeros((), dtype=torch.float32)
         layers: list[LayerRecord] = []
         last = len(embeddings) - 1
-        for i, (emb, emb_flat, y, (means, counts)) in enumerate(zip(embeddings, flat, labels, raw)):
-            grid = tuple(emb.shape[-2:])
+        for i, (emb_flat, y, (means, counts)) in enumerate(zip(flat, labels, raw)):
             if i == last:  # the deepest layer's own anchor is its mean (w_l·a + w_h·a = a)
                 anchors = torch.nn.functional.normalize(means, dim=1)
             else:
                 anchors = contextual_update(means, counts > 0, deep, deep_counts > 0, self.cfg.w_h)
-            pred_i = prediction_at(logits, grid) if use_bane else None
-            bane = None
-            if pred_i is not None:
-                carried = carry_distance(fine_distance, grid) if fine_distance is not None else None
-                bane = bane_negatives(pred_i, y, self.cfg.bane_percent, self.ignore_index, rule=self.cfg.bane_rule,
-                                      generator=generator, distance=carried)
+            pred_i, bane = (bane_on_grid(logits, y, self.cfg, generator, fine_distance, self.ignore_index)
+                            if use_bane else (None, None))
             layer_loss, class_loss, samples = self._layer(
                 emb_flat, y, pred_i, bane, anchors, counts > 0, generator, record
             )
@@ -114,16 +110,6 @@ class ContextualContrastiveLoss(SegmentationLoss):
             if record:
                 layers.append(self._record(i, y, pred_i, bane, means, anchors, counts, class_loss, samples, layer_loss))
         return total, layers
-
-    def _fine_distance(self, logits: Tensor, target: Tensor) -> Tensor | None:
-        """BANE's distances on the stride-`bane_distance_stride` grid (B, H/s, W/s), or None for each layer's own
-        grid (stride 0): finer distances are nearly free of ties, and one transform serves all four layers."""
-        stride = int(self.cfg.bane_distance_stride)
-        if stride == 0:
-            return None
-        size = (-(-target.shape[-2] // stride), -(-target.shape[-1] // stride))
-        _, distance = error_distance(prediction_at(logits, size), nearest_resize(target, size), self.ignore_index)
-        return distance
 
     def _layer(
         self,
