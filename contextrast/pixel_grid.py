@@ -44,7 +44,7 @@ def upsample(x: Tensor, size: tuple[int, int], grid: str = "strided") -> Tensor:
     """Bilinear upsampling of x (B, C, h, w) to `size` = (H, W) in the pixel-grid convention.
 
     strided: output (j, i) reads x at (j/s_y, i/s_x), s = `stride_between`; beyond the last source pixel the
-    border value is held (as `padding_mode="border"`). Exactly: pad x by replication, resample with
+    border value is held (as `padding_mode="border"`). Exactly: extend x by repeating its last row / column, resample with
     `align_corners=True` to s·(h' − 1) + 1 pixels (so that index j lands on j/s), keep the first H.
     centred: `F.interpolate(..., align_corners=False)`.
     """
@@ -59,8 +59,10 @@ def upsample(x: Tensor, size: tuple[int, int], grid: str = "strided") -> Tensor:
     sy, sx = stride_between(out_h, h), stride_between(out_w, w)
     pad_h = max(0, math.ceil((out_h - 1) / sy) - (h - 1))
     pad_w = max(0, math.ceil((out_w - 1) / sx) - (w - 1))
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    if pad_h:  # replicate the last row / column by index (F.pad's replicate backward breaks torch.compile)
+        x = x.index_select(-2, torch.arange(h + pad_h, device=x.device).clamp_(max=h - 1))
+    if pad_w:
+        x = x.index_select(-1, torch.arange(w + pad_w, device=x.device).clamp_(max=w - 1))
     full = (sy * (h + pad_h - 1) + 1, sx * (w + pad_w - 1) + 1)
     out = F.interpolate(x, size=full, mode="bilinear", align_corners=True)
     return out[..., :out_h, :out_w]
