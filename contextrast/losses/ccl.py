@@ -211,7 +211,7 @@ class ContextualContrastiveLoss(SegmentationLoss):
         )
 
 
-@LOSSES.register("ccl")
+@LOSSES.register("ccl", "CE + CCL with random negatives (baseline)")
 def build_ccl(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, **options) -> ContextualContrastiveLoss:
     """CE + α·CCL with random negatives only (METHOD.md §2 "Baselines"); `loss.negatives` is Contextrast's switch."""
     if cfg.negatives not in (LossConfig.negatives, "random"):
@@ -220,7 +220,7 @@ def build_ccl(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDE
     return ContextualContrastiveLoss(cfg, num_classes, ignore_index, negatives="random", **options)
 
 
-@LOSSES.register("contextrast")
+@LOSSES.register("contextrast", "CE + CCL with BANE negatives (loss.negatives): Contextrast (default)")
 def build_contextrast(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX,
                       **options) -> ContextualContrastiveLoss:
     """CE + α·CCL with BANE negatives (`cfg.negatives`, default bane+random)."""

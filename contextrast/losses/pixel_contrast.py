@@ -48,7 +48,7 @@ def hard_anchor_quota(num_hard: Tensor, num_easy: Tensor, n_view: int) -> tuple[
     return hard_keep, easy_keep
 
 
-@LOSSES.register("pixel_contrast")
+@LOSSES.register("pixel_contrast", "CE + pixel-to-pixel contrast (Wang et al. ICCV 2021) on one layer (loss.pc_layer)")
 class PixelContrastLoss(SegmentationLoss):
     """CE + α·pixel-to-pixel contrast with hard-anchor sampling on E_{pc_layer} (τ = pc_tau, ≤ pc_max_anchors views,
     ≤ pc_max_per_class per (image, class))."""
