@@ -41,7 +41,7 @@ def test_diagnose_on_the_toy_checkpoint_reports_every_section(tmp_path, capsys):
 def test_the_old_percentile_rule_keeps_every_tie(tmp_path):
     old = run_diagnose(tmp_path, TOY_CHECKPOINT, "--set", "loss.bane_rule=percentile", "--set",
                        "loss.bane_distance_stride=0")
-    assert old["bane"]["settings"] == {"rule": "percentile", "distance_stride": 0}
+    assert old["bane"]["settings"] == {"rule": "percentile", "distance_stride": 0, "k_s": 50.0}
     assert old["bane"]["kept_share"]["E2"]["25"] == old["bane"]["kept_share"]["E2"]["75"]  # K_s changes nothing
 
 

@@ -166,7 +166,8 @@ def diagnose(
 
     result: dict[str, Any] = {"images": count, "image_size": list(size or ()), "not_applicable": {}}
     result["bane"] = {
-        "settings": {"rule": loss_cfg.bane_rule, "distance_stride": loss_cfg.bane_distance_stride},
+        "settings": {"rule": loss_cfg.bane_rule, "distance_stride": loss_cfg.bane_distance_stride,
+                     "k_s": loss_cfg.bane_percent},
         "kept_share": {f"E{layer + 1}": {str(int(k_s)): (kept / total if total else None)
                                          for k_s, (kept, total) in per_k.items()}
                        for layer, per_k in bane_totals.items()},

@@ -65,6 +65,13 @@ def seed_standard_error(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]
     return None
 
 
+def verdict(delta: float, within_noise: bool) -> str:
+    """held (outside noise, in the paper's direction), refuted (outside noise, the other way) or undecided."""
+    if within_noise:
+        return "undecided"
+    return "held" if delta > 0 else "refuted"
+
+
 def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     """For each claim whose two variants were both run (equal in every other switch), the mIoU difference
     averaged over seeds, with the seeds' standard deviations, the per-seed differences of seeds run on both
@@ -93,7 +100,8 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
                 "std_better": sa, "std_worse": sb, "held": ma > mb,
                 "finished": all(r.finished for r in (*runs_a, *runs_b)),
                 "wobble": wobble, "seed_se": seed_se,
-                "within_noise": abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0),
+                "within_noise": (within := abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0)),
+                "verdict": verdict(ma - mb, within),
                 "per_seed_delta": paired_deltas(runs_a, runs_b),
                 "late_mean_delta": late_delta,
             })

@@ -7,6 +7,7 @@ Everything in the generated Markdown is computed here from checkpoints and model
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -15,19 +16,108 @@ from typing import Any
 import torch
 
 from contextrast.data.transforms import EvalTransform
-from contextrast.experiments.claims import CLAIMS, NOISE_FACTOR, PUBLISHED, check_chains, check_claims, mean_spread
+from contextrast.experiments.claims import (
+    CLAIMS,
+    NOISE_FACTOR,
+    PUBLISHED,
+    check_chains,
+    check_claims,
+    mean_spread,
+    verdict,
+)
 from contextrast.experiments.formatting import percent, signed_points
 from contextrast.experiments.runs import LATE_POINTS, RunResult, group_by_variant, summarise_run
 from contextrast.experiments.ship import ship_checkpoint
 
 
+def claim_verdict(c: dict[str, Any]) -> str:
+    """A claim's verdict (computed for entries written before verdicts were stored)."""
+    return c.get("verdict") or verdict(c["delta"], bool(c.get("within_noise")))
+
+
+def reading(claims: Sequence[dict[str, Any]]) -> list[str]:
+    """The claims in plain words: what held, what was refuted, what stays undecided, by how much."""
+    if not claims:
+        return []
+    by = {v: [c for c in claims if claim_verdict(c) == v] for v in ("held", "refuted", "undecided")}
+
+    def listed(items: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{c['claim'].split('] ', 1)[-1]} ({100 * c['delta']:+.2f} points, "
+                         f"{len(c['seeds_better'])} seed(s))" for c in items)
+
+    lines = ["## Reading", ""]
+    if by["held"]:
+        lines.append(f"- **Held** (outside noise, in the paper's direction): {listed(by['held'])}.")
+    if by["refuted"]:
+        lines.append(f"- **Refuted** (outside noise, the other way): {listed(by['refuted'])}.")
+    if by["undecided"]:
+        lines.append(f"- **Undecided** (inside noise): {listed(by['undecided'])}.")
+    lines += ["", "For someone choosing these methods: a held claim is an effect this scale can see; an undecided one "
+              "is a direction at most, and more seeds (not a longer table) would settle it.", ""]
+    return lines
+
+
+def module_rows(results: Sequence[RunResult]) -> list[str]:
+    """What each run's modules do (`contextrast diagnose` on a subset of the first split)."""
+    rows = [r for r in results if r.diagnose]
+    if not rows:
+        return []
+    lines = ["", "## What the modules do", "",
+             "`contextrast diagnose` on the first images of the claims' split: BANE's kept share per layer at the "
+             "run's K_s (E1/E2/E3/E4), SRM's mean translation per step in image pixels (1/16, 1/8, 1/4) and its "
+             "mask entropy (of 2.20 nats), CRM's channel-attention row entropy at the split's size and at a 256² "
+             "crop, and mIoU with parts switched off.", "",
+             "| run | images | BANE kept % | SRM translation px | SRM mask entropy | CRM channel entropy (crop) | "
+             "mIoU as trained / offsets 0 / mean offset removed / mask off / CRM off |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r.key, r.seed)):
+        d = r.diagnose
+        k_s = str(int(d["bane"]["settings"].get("k_s", 50)))
+        bane = " / ".join(percent(v.get(k_s)) for v in d["bane"]["kept_share"].values())
+        srm = d.get("srm") or []
+        shift = " / ".join(f"{math.hypot(*s['mean_translation_image_px']):.1f}" for s in srm) or "—"
+        mask = " / ".join("—" if s["mask_entropy"] is None else f"{s['mask_entropy']:.2f}" for s in srm) or "—"
+        crm = d.get("crm")
+        crm_text = f"{crm['channel_row_entropy']:.2f} ({crm['at_crop']['channel_row_entropy']:.2f})" if crm else "—"
+        iv = d["interventions"]
+        ivs = " / ".join(percent(iv.get(n)) for n in ("as_trained", "offsets_zeroed", "mean_offset_removed", "mask_off",
+                                                          "crm_off"))
+        lines.append(f"| {r.run} | {d['images']} | {bane} | {shift} | {mask} | {crm_text} | {ivs} |")
+    return lines
+
+
+def split_rows(results: Sequence[RunResult]) -> list[str]:
+    """Every split each run was evaluated on, with flip testing apart and whether the split was held out."""
+    names = list(dict.fromkeys(s for r in results for s in r.splits))
+    if not names:
+        return []
+    lines = ["", "## Every split evaluated", "",
+             "mIoU % single scale (flip-tested in brackets); \"held out\": no image of the split is in the run's "
+             "training split.", "",
+             "| run | train split | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for r in sorted(results, key=lambda r: (r.key, r.seed)):
+        cells = []
+        for n in names:
+            s = r.splits.get(n)
+            if s is None:
+                cells.append("—")
+                continue
+            flip = f" ({percent(s['flip_miou'])})" if s.get("flip_miou") is not None else ""
+            mark = {True: ", held out", False: ", seen in training", None: ""}[s.get("held_out")]
+            cells.append(f"{percent(s['miou'])}{flip}{mark}")
+        lines.append(f"| {r.run} | {r.train_split} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any]], data: str, split: str,
-                    command: str) -> str:
+                    command: str, kind: str = "best") -> str:
     classes = list(results[0].per_class_iou) if results else []
+    chosen = {"best": "best-on-val checkpoint", "final": "checkpoint at the end of its schedule (the EMA of the "
+              "weights where the run kept one)", "last": "latest checkpoint"}[kind]
     lines = [
         f"# Results on {data} ({split} split)",
         "",
-        f"Generated by `{command}`; do not edit by hand. Each run's best-on-val checkpoint is evaluated here at",
+        *reading(claims),
+        f"Generated by `{command}`; do not edit by hand. Each run's {chosen} is evaluated here at",
         "full resolution, single scale, no flip. mIoU and per-class IoU as detectron2 defines them; boundary IoU",
         "with a band of 2% of the image diagonal. GMACs at 360×480, inference path (METHOD.md §1 \"Cost\").",
         f"\"Last-{LATE_POINTS} mean\" is the mean of the last {LATE_POINTS} val mIoUs logged during training, a reading that one",
@@ -48,6 +138,7 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             f"{percent(r.late_mean)} | {signed_points(r.late_gain)} | {percent(r.late_wobble)} | "
             f"{r.params_inference / 1e6:.2f} M | {r.gmacs_360x480:.2f} | {r.training_time_s / 60:.0f} min | {r.hardware} |"
         )
+    lines += split_rows(results) + module_rows(results)
     lines += ["", "## Per-class IoU %", "", "| run | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for r in sorted(results, key=lambda r: (r.key, r.seed)):
         lines.append(f"| {r.run} | " + " | ".join(percent(r.per_class_iou.get(c)) for c in classes) + " |")
@@ -86,7 +177,7 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             spread += "; per seed " + ", ".join(f"{s}: {signed_points(d)}" for s, d in paired.items())
         if c.get("seed_se") is not None:
             spread += f"; standard error over seeds {100 * c['seed_se']:.2f}"
-        verdict = "held" if c["held"] else "did not hold"
+        word = claim_verdict(c)
         caveats = []
         if c.get("late_mean_delta") is not None:
             agrees = (c["late_mean_delta"] > 0) == c["held"]
@@ -100,7 +191,7 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
         if c["claim"] in PUBLISHED:
             caveats.append(PUBLISHED[c["claim"]])
         lines.append(
-            f"- {c['claim']}: **{verdict}** — {percent(c['miou_better'])} vs {percent(c['miou_worse'])} mIoU "
+            f"- {c['claim']}: **{word}** — {percent(c['miou_better'])} vs {percent(c['miou_worse'])} mIoU "
             f"({100 * c['delta']:+.2f} points; `{c['better']}` vs `{c['worse']}`, seeds {c['seeds_better']} / "
             f"{c['seeds_worse']}{spread})" + "".join(f"; {x}" for x in caveats) + "."
         )
@@ -126,35 +217,39 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
     return "\n".join(lines) + "\n"
 
 
-def build_report(run_dirs: Sequence[str | Path], data: str, split: str, out: str | Path, json_out: str | Path | None,
-                 command: str, device: str = "cpu", kind: str = "best",
-                 progress: Callable[[str], None] | None = None,
-                 ship: dict[str, str | Path] | None = None) -> list[RunResult]:
-    """Evaluate every run, write the Markdown (and JSON) report, and copy the runs named in `ship`
-    ({checkpoint dir: run dir}) to shipped checkpoints carrying the measured metrics."""
+def build_report(run_dirs: Sequence[str | Path], data: str, splits: Sequence[str], out: str | Path,
+                 json_out: str | Path | None, command: str, device: str = "cpu", kind: str = "final",
+                 progress: Callable[[str], None] | None = None, ship: dict[str, str | Path] | None = None,
+                 flip: bool = False, diagnose_images: int = 0) -> list[RunResult]:
+    """Evaluate every run on every split (the first is the claims' split), write the Markdown (and JSON) report, and
+    copy the runs named in `ship` ({checkpoint dir: run dir}) to shipped checkpoints carrying the measured metrics."""
     from contextrast.data import build_dataset
 
     ship = dict(ship or {})
     unknown = [r for r in ship.values() if Path(r).resolve() not in {Path(x).resolve() for x in run_dirs}]
     if unknown:
         raise ValueError(f"--ship names run(s) {unknown} that are not among the reported runs; list them too")
-
-    dataset = build_dataset(data, split, EvalTransform())
+    if isinstance(splits, str):
+        splits = [splits]
+    datasets = {s: build_dataset(data, s, EvalTransform()) for s in splits}
     results = []
     for run in run_dirs:
         if progress:
-            progress(f"evaluating {run} on {data} {split} ({len(dataset)} images)")
+            sizes = ", ".join(f"{s} ({len(d)} images)" for s, d in datasets.items())
+            progress(f"evaluating {run} on {data}: {sizes}")
         with torch.inference_mode():
-            results.append(summarise_run(run, dataset, device=device, kind=kind))
+            results.append(summarise_run(run, datasets, data, device=device, kind=kind, flip=flip,
+                                         diagnose_images=diagnose_images))
     claims = check_claims(results)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(render_markdown(results, claims, data, split, command))
+    Path(out).write_text(render_markdown(results, claims, data, splits[0], command, kind))
     if json_out:
-        Path(json_out).write_text(json.dumps({"data": data, "split": split, "runs": [asdict(r) for r in results],
+        Path(json_out).write_text(json.dumps({"data": data, "split": splits[0], "splits": list(splits),
+                                              "checkpoint_kind": kind, "runs": [asdict(r) for r in results],
                                               "claims": claims, "chains": check_chains(results)}, indent=1))
     by_run = {Path(run).resolve(): r for run, r in zip(run_dirs, results)}
     for dest, run in ship.items():
-        path = ship_checkpoint(run, dest, by_run[Path(run).resolve()], split, out, kind=kind)
+        path = ship_checkpoint(run, dest, by_run[Path(run).resolve()], out, kind=kind)
         if progress:
             progress(f"shipped {run} as {path}")
     return results

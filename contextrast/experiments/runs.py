@@ -1,5 +1,6 @@
-"""Training runs read back for the results table: each run's best checkpoint evaluated on one split, its cost,
-training time and logged val curve (`RunResult`), and runs grouped by the switches they vary.
+"""Training runs read back for the results table: each run's checkpoint evaluated on one or more splits (the first
+is the one the claims read), with flip testing reported apart, what its modules do (`contextrast diagnose`), its
+cost, training time and logged val curve (`RunResult`), and runs grouped by the switches they vary.
 """
 
 from __future__ import annotations
@@ -7,10 +8,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from contextrast.analysis.diagnose import diagnose
+from contextrast.config import loss_config_from_card
 from contextrast.engine.card import read_card
 from contextrast.engine.checkpoint import load_checkpoint
 from contextrast.engine.evaluate import evaluate
@@ -39,6 +43,11 @@ class RunResult:
     training_time_s: float
     hardware: str
     val_curve: tuple[tuple[int, float], ...] = ()  # (iteration, val mIoU) as logged during training
+    # every split evaluated: {split: {miou, boundary_iou, per_class_iou, flip_miou, held_out}}; the first is the
+    # one miou / boundary_iou / per_class_iou above repeat (the claims' split)
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_split: str = "train"
+    diagnose: dict[str, Any] | None = None  # `contextrast diagnose` on the first split (a subset of its images)
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -100,17 +109,47 @@ def checkpoint_of(run_dir: Path, kind: str) -> Path:
     raise FileNotFoundError(f"{run_dir} has no {kind}/ checkpoint (model.safetensors + model_card.json)")
 
 
-def summarise_run(run_dir: str | Path, dataset, device: str = "cpu", kind: str = "best",
+def held_out(dataset, data: str, train_split: str) -> bool | None:
+    """Whether no image of `dataset` is in the run's training split (by sample name); None when that split
+    cannot be listed here (another machine's path, a generated dataset)."""
+    from contextrast.data import build_dataset
+
+    try:
+        seen = set(build_dataset(data, train_split).names)
+    except (ValueError, FileNotFoundError):
+        return None
+    return not (seen & set(dataset.names))
+
+
+def summarise_run(run_dir: str | Path, datasets: Mapping[str, Any], data: str = "", device: str = "cpu",
+                  kind: str = "final", flip: bool = False, diagnose_images: int = 0,
                   progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Evaluate `run_dir/<kind>` on `dataset` (mIoU, per-class IoU, boundary IoU) and read its cost and
-    training time (the final or last card holds the whole run's time)."""
+    """Evaluate `run_dir/<kind>` on each of `datasets` ({split: dataset}; the first is the claims' split): mIoU,
+    per-class IoU, boundary IoU, and with `flip` the flip-tested mIoU apart; with `diagnose_images` > 0, what its
+    modules do on that many images of the first split. Reads cost and training time (the final or last card holds
+    the whole run's time)."""
     run_dir = Path(run_dir)
     path = checkpoint_of(run_dir, kind)
-    model, card = load_checkpoint(path, device=device, num_classes=dataset.info.num_classes)
-    metrics = evaluate(prepare_for_inference(model), dataset, device=device, boundary=True, progress=progress)
+    first = next(iter(datasets.values()))
+    model, card = load_checkpoint(path, device=device, num_classes=first.info.num_classes)
+    model = prepare_for_inference(model)
+    train_split = str(card.train.get("train_split", "train"))
+    splits: dict[str, dict[str, Any]] = {}
+    for split, dataset in datasets.items():
+        metrics = evaluate(model, dataset, device=device, boundary=True, progress=progress)
+        bi = metrics["boundary_iou"]
+        splits[split] = {
+            "miou": float(metrics["miou"]), "boundary_iou": float(bi["mean"] if isinstance(bi, dict) else bi),
+            "per_class_iou": metrics["per_class_iou"],
+            "flip_miou": float(evaluate(model, dataset, device=device, boundary=False, flip=True)["miou"]) if flip else None,
+            "held_out": held_out(dataset, data, train_split) if data else None,
+        }
+    diag = None
+    if diagnose_images > 0:
+        diag = diagnose(model, first, loss_config_from_card(card.loss or {}), max_images=diagnose_images)
     cost = count_cost(model.cpu(), (360, 480), model.config.in_channels)
     whole = next((read_card(p) for p in (run_dir / "final", run_dir / "last") if (p / "model_card.json").is_file()), card)
-    bi = metrics["boundary_iou"]
+    main = next(iter(splits.values()))
     return RunResult(
         run=run_dir.name,
         variant={"backbone": card.model["backbone"], "align": card.model["align"], "context": card.model["context"],
@@ -119,14 +158,17 @@ def summarise_run(run_dir: str | Path, dataset, device: str = "cpu", kind: str =
         iterations=int(whole.iteration),
         scheduled_iterations=int(whole.train.get("iterations", whole.iteration)),
         best_iteration=int(card.iteration),
-        miou=float(metrics["miou"]),
-        boundary_iou=float(bi["mean"] if isinstance(bi, dict) else bi),
-        per_class_iou=metrics["per_class_iou"],
+        miou=main["miou"],
+        boundary_iou=main["boundary_iou"],
+        per_class_iou=main["per_class_iou"],
         params_inference=cost.params_inference,
         gmacs_360x480=round(cost.gmacs, 2),
         training_time_s=float(whole.training_time_s),
         hardware=whole.hardware,
         val_curve=read_val_curve(run_dir),
+        splits=splits,
+        train_split=train_split,
+        diagnose=diag,
     )
 
 
