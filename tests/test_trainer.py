@@ -146,6 +146,19 @@ def test_ema_weights_are_what_final_holds_and_resume_restores_them(tmp_path):
     assert (tmp_path / "run" / "last" / "ema.safetensors").is_file()
 
 
+def test_cpu_bf16_training_follows_the_fp32_losses(tmp_path):
+    """bf16 autocast on CPU (train.cpu_bf16) against fp32 on the same seed and data: the losses of a short run agree."""
+    runs = []
+    for i, bf16 in enumerate((False, True)):
+        cfg = tiny_config(tmp_path / str(i), "train.iterations=4", f"train.cpu_bf16={str(bf16).lower()}")
+        train(cfg, TrainHooks(progress_bar=False))
+        runs.append([m["total"] for m in read_metrics(tmp_path / str(i) / "run") if "total" in m])
+    assert len(runs[0]) == len(runs[1]) == 4
+    for a, b in zip(*runs):
+        assert b == pytest.approx(a, rel=0.05)
+    assert runs[0] != runs[1]  # bf16 really ran
+
+
 def test_diverging_run_stops_with_a_reason_before_backward(tmp_path):
     with pytest.raises(FloatingPointError, match="not finite"):
         train(tiny_config(tmp_path, "train.iterations=20", "train.lr=100000", "train.optimizer=sgd"),
