@@ -167,7 +167,7 @@ def test_diverging_run_stops_with_a_reason_before_backward(tmp_path):
 
 def test_lr_warmup_and_offset_scale_shape_the_schedule():
     from contextrast.config import ExperimentConfig
-    from contextrast.engine.trainer import build_optimizer, poly_lr
+    from contextrast.engine.optim import build_optimizer, poly_lr
     from contextrast.models import build_model
 
     lr_at = poly_lr(1.0, 1.0, 100, warmup=10)

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from contextrast.config import ExperimentConfig, replace, save_config
@@ -39,6 +38,7 @@ from contextrast.engine.card import ModelCard
 from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import resolve_device
+from contextrast.engine.optim import build_optimizer, poly_lr, weight_average
 from contextrast.engine.provenance import code_version, hardware_string
 from contextrast.engine.training_state import (
     capture_rng_state,
@@ -81,44 +81,6 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def poly_lr(base_lr: float, power: float, total: int, warmup: int = 0) -> Callable[[int], float]:
-    """Poly decay base·(1 − it/total)^power, after a linear warm-up from 0 over the first `warmup` iterations."""
-
-    def lr_at(it: int) -> float:
-        ramp = min(1.0, (it + 1) / warmup) if warmup > 0 else 1.0
-        return ramp * base_lr * (1 - min(it, total) / total) ** power
-
-    return lr_at
-
-
-def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over three groups: weights with decay; norms, biases and CRM's γ without (standard practice,
-    and γ must be free to grow); SRM's offset heads at lr × `offset_lr_scale` (each group's `lr_scale`)."""
-    t = cfg.train
-    groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "offset": []}
-    for name, p in model.named_parameters():
-        if ".offset_head." in f".{name}":
-            groups["offset"].append(p)
-        else:
-            groups["no_decay" if p.ndim <= 1 or name.endswith("gamma") else "decay"].append(p)
-    params = [
-        {"params": groups["decay"], "weight_decay": t.weight_decay, "lr_scale": 1.0},
-        {"params": groups["no_decay"], "weight_decay": 0.0, "lr_scale": 1.0},
-        {"params": groups["offset"], "weight_decay": t.weight_decay, "lr_scale": t.offset_lr_scale},
-    ]
-    params = [g for g in params if g["params"]]
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
-    return torch.optim.AdamW(params, lr=t.lr)
-
-
-def weight_average(model: nn.Module, decay: float) -> AveragedModel | None:
-    """The EMA of the weights and BN statistics (torch's AveragedModel), or None when `decay` is 0."""
-    if decay <= 0:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def load_init_weights(model: nn.Module, path: str) -> str:
