@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from contextrast.data import parse_spec
 from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
 from contextrast.experiments.runs import RunResult, checkpoint_of
 
@@ -38,5 +39,9 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, result: RunResult, re
             metrics[f"{key}_held_out"] = m["held_out"]
         metrics.setdefault("per_class_iou", m["per_class_iou"])
         metrics.setdefault("split", split)
-    card = replace(card, name=Path(dest).name, metrics=metrics, training_time_s=result.training_time_s, created="")
+    # the dataset's root is a path on the training machine: a shipped card names the dataset and its splits only
+    name = parse_spec(card.dataset).name
+    train = {**card.train, "data": f"{name}:<root>" if ":" in str(card.train.get("data", "")) else name}
+    card = replace(card, name=Path(dest).name, dataset=name, train=train, metrics=metrics,
+                   training_time_s=result.training_time_s, created="")
     return save_checkpoint(dest, model, card)
