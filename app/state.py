@@ -17,7 +17,9 @@ import torch
 
 from contextrast import limits
 from contextrast.analysis.forward import ModelRun, run_model
-from contextrast.engine.checkpoint import CARD_FILE, ModelCard, load_checkpoint, read_card
+from contextrast.engine.card import ModelCard, read_card
+from contextrast.engine.checkpoint import load_checkpoint
+from contextrast.engine.checkpoint_files import CARD_FILE
 from contextrast.engine.inference import prepare_for_inference
 
 

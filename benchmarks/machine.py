@@ -1,7 +1,7 @@
 """Which machine a benchmark ran on, and the physical limit it is judged against.
 
 `machine_slug()` names the results file (`benchmarks/results/<slug>.json`): the GPU name when CUDA is
-available, else the CPU model and core count (via `contextrast.engine.checkpoint.hardware_string`, the
+available, else the CPU model and core count (via `contextrast.engine.provenance.hardware_string`, the
 string model cards record). `matmul_peak_gflops()` measures this machine's dense fp32 matmul rate in
 the same run as the figures divided by it, so that load from other processes touches both alike.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from contextrast.engine.checkpoint import hardware_string
+from contextrast.engine.provenance import hardware_string
 
 
 def slugify(text: str) -> str:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "flops": "flops",
     "train": "train",
     "eval": "evaluate",
+    "diagnose": "diagnose",
     "predict": "predict",
     "data": "data",
     "app": "app",

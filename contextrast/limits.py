@@ -86,10 +86,12 @@ def check_model_size(config: Any) -> int:
     Builds it on the meta device (no memory, no weights) to count its parameters. → the count."""
     import torch
 
-    from contextrast.config import ModelConfig, from_dict
+    from contextrast.config import model_config_from_card
     from contextrast.models import build_model
 
-    cfg = from_dict(ModelConfig, config) if isinstance(config, dict) else config
+    if not isinstance(config, dict) and not hasattr(config, "decoder_channels"):
+        raise ValueError(f"the model must be a mapping of ModelConfig fields; got {config!r}")
+    cfg = model_config_from_card(config) if isinstance(config, dict) else config
     bounds = current()
     for name in ("decoder_channels", "embed_dim"):
         if int(getattr(cfg, name)) > bounds.max_model_width:

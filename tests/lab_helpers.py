@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from contextrast.data.toy import TOY
-from contextrast.engine.checkpoint import ModelCard, save_checkpoint
+from contextrast.engine.card import ModelCard
+from contextrast.engine.checkpoint import save_checkpoint
 from contextrast.models import build_model
 
 

@@ -300,7 +300,8 @@ def test_fine_tune_base_is_validated_and_cli_reports_errors(runs, tmp_path, caps
     from contextrast.cli import main
     from contextrast.config import ModelConfig
     from contextrast.data.toy import TOY
-    from contextrast.engine.checkpoint import ModelCard, save_checkpoint
+    from contextrast.engine.card import ModelCard
+    from contextrast.engine.checkpoint import save_checkpoint
     from contextrast.jobs.validate import validate_job
     from contextrast.models import build_model
 

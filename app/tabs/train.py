@@ -12,10 +12,10 @@ import gradio as gr
 
 from app.lab import Lab, user_errors
 from contextrast.analysis.training_curves import training_curves_figure
-from contextrast.config import LOSS_CHOICES
-from contextrast.engine.checkpoint import read_card
+from contextrast.engine.card import read_card
 from contextrast.jobs import control
 from contextrast.jobs.control import live_workers
+from contextrast.losses import LOSSES
 
 SCRATCH = "(from scratch)"
 TABLE_HEADERS = ["job", "state", "progress", "iteration", "ETA", "best val mIoU", "loss", "data", "name"]
@@ -105,7 +105,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                            info="a checkpoint directory; its architecture is kept, the classifier is re-initialised "
                                 "when the class count differs")
         data = gr.Textbox("toy", label="Dataset spec", info="toy, toy:n=64,size=96x128, camvid:/path/to/camvid, …")
-        loss = gr.Dropdown(list(LOSS_CHOICES), value="contextrast", label="Loss")
+        loss = gr.Dropdown(LOSSES.names(), value="contextrast", label="Loss")
     with gr.Row():
         iterations = gr.Number(1000, precision=0, label="Iterations")
         lr = gr.Number(0.01, label="Learning rate")

@@ -21,3 +21,20 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(args.config, args.overrides)
+
+
+def switches_text() -> str:
+    """The registered variants of every switch (read from the registries, so help lists what exists)."""
+    from contextrast.losses import LOSSES, NEGATIVES
+    from contextrast.models import ALIGNS, BACKBONES, CHANNEL_ENERGIES, CONTEXTS, SPATIAL_ENERGIES
+
+    lines = []
+    for key, registry in (("model.backbone", BACKBONES), ("model.align", ALIGNS), ("model.context", CONTEXTS),
+                          ("model.channel_energy", CHANNEL_ENERGIES), ("model.spatial_energy", SPATIAL_ENERGIES),
+                          ("loss.name", LOSSES), ("loss.negatives", NEGATIVES)):
+        lines.append(f"  {key}:")
+        descriptions = registry.describe()
+        lines += [f"    {name:<16}{descriptions[name]}" for name in registry.choices()]
+        if registry is BACKBONES:
+            lines.append(f"    {'timm:<name>':<16}any timm model as a 4-stage encoder (pip install timm)")
+    return "\n".join(lines)

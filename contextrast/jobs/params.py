@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from contextrast.config import (
-    LOSS_CHOICES,
     ExperimentConfig,
     LossConfig,
     ModelConfig,
     TrainConfig,
     apply_overrides,
-    from_dict,
+    model_config_from_card,
 )
+from contextrast.losses import LOSSES
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 MAX_NAME_CHARS = 200
@@ -100,8 +100,7 @@ def build_job_config(p: JobParams) -> ExperimentConfig:
         _check_number(name, getattr(p, name), int, positive=False)
         if getattr(p, name) < 0:
             raise ValueError(f"{name} must be ≥ 0 (0 picks one); got {getattr(p, name)}")
-    if p.loss not in LOSS_CHOICES:
-        raise ValueError(f"unknown loss {p.loss!r}; choose one of {', '.join(LOSS_CHOICES)}")
+    LOSSES.get(p.loss)  # unknown loss: ValueError naming the choices
     if not DEVICE_PATTERN.match(p.device):
         raise ValueError(f"unknown device {p.device!r}; choose auto, cpu, cuda or cuda:N")
     if p.gpus > 1 and p.device == "cpu":
@@ -111,14 +110,14 @@ def build_job_config(p: JobParams) -> ExperimentConfig:
 
     model = ModelConfig()
     if p.base_checkpoint:
-        from contextrast.engine.checkpoint import read_card
+        from contextrast.engine.card import read_card
 
         base = Path(p.base_checkpoint)
         if not base.exists():
             raise FileNotFoundError(f"base checkpoint {base} does not exist; give a checkpoint directory "
                                     "(model.safetensors + model_card.json) or leave it empty to train from scratch")
         card = read_card(base)  # FileNotFoundError / ValueError for a broken checkpoint
-        model = from_dict(ModelConfig, card.model)
+        model = model_config_from_card(card.model)
         if any(o.strip().startswith("model.") for o in p.overrides):
             raise ValueError("the architecture comes from the base checkpoint; drop the model.* overrides "
                              "or train from scratch (empty base checkpoint)")

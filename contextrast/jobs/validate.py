@@ -71,12 +71,14 @@ def check_base_checkpoint(cfg: ExperimentConfig, num_classes: int) -> None:
     import torch
     from safetensors import SafetensorError, safe_open
 
-    from contextrast.engine.checkpoint import WEIGHTS_FILE, read_card
+    from contextrast.config import model_config_from_card
+    from contextrast.engine.card import read_card
+    from contextrast.engine.checkpoint_files import WEIGHTS_FILE
     from contextrast.models import build_model
 
     card = read_card(path)
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(card.model).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_model(model_config_from_card(card.model)).state_dict().items()}
         job_keys = set(build_model(replace(cfg.model, num_classes=num_classes)).state_dict())
     try:
         with safe_open(f"{path}/{WEIGHTS_FILE}", framework="pt") as f:
