@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from contextrast.jobs.message import RefusedMessage
 from contextrast.jobs.processes import worker_identity
 from contextrast.jobs.queue import JobQueue, open_queue
 from contextrast.jobs.recovery import mark_interrupted_jobs, requeue_lost_jobs
@@ -52,12 +53,22 @@ def _keep_alive(queue: JobQueue, identity: str, stop: threading.Event) -> None:
         stop.wait(HEARTBEAT_S)
 
 
+def refusals_in_one_line(record: logging.LogRecord) -> bool:
+    """Logging filter: a refused queue message is one warning line, not huey's traceback."""
+    if record.exc_info and isinstance(record.exc_info[1], RefusedMessage):
+        record.msg, record.args = f"{record.getMessage()}: {record.exc_info[1]}", ()
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.WARNING, "WARNING"
+    return True
+
+
 def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str | None = None) -> int:
     """Serve the queue of `runs_dir` until SIGINT/SIGTERM. Blocks; call from the main thread."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
     check_runs_dir_writable(runs_dir)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(refusals_in_one_line)
     queue = open_queue(runs_dir, redis_url)
     identity = worker_identity()
     queue.store.beat_worker(identity)
