@@ -24,7 +24,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from lab_helpers import free_port, png_claiming, write_checkpoint  # noqa: E402
-from test_jobs import ENV, TINY_OVERRIDES, start_worker, stop_worker, tiny_job, wait_for  # noqa: E402
+from test_jobs import ENV, TINY_OVERRIDES, _ping, start_worker, stop_worker, tiny_job, wait_for  # noqa: E402
 
 from contextrast.data.toy import TOY  # noqa: E402
 from contextrast.jobs import get_job, list_jobs, submit_job  # noqa: E402
@@ -72,13 +72,6 @@ def _stop(server: subprocess.Popen) -> None:
     server.wait(20)
 
 
-def _pings(client) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_password_protected_redis_queue_refuses_a_pickle_and_runs_real_jobs(tmp_path):
     import redis
@@ -89,7 +82,7 @@ def test_password_protected_redis_queue_refuses_a_pickle_and_runs_real_jobs(tmp_
     worker = None
     try:
         client = redis.Redis.from_url(url)
-        wait_for(lambda: _pings(client), "redis-server", timeout=20)
+        wait_for(lambda: _ping(client), "redis-server", timeout=20)
         with pytest.raises(redis.AuthenticationError):  # without the password the queue is closed
             redis.Redis(host="127.0.0.1", port=port).lpush("huey.redis.contextrast", b"x")
         marker = tmp_path / "pwned"
@@ -125,7 +118,7 @@ def test_redis_queue_over_tls_with_a_password(tmp_path):
     try:
         import redis
 
-        wait_for(lambda: _pings(redis.Redis.from_url(url)), "redis-server with TLS", timeout=20)
+        wait_for(lambda: _ping(redis.Redis.from_url(url)), "redis-server with TLS", timeout=20)
         runs = tmp_path / "runs"
         job = submit_job(tiny_job(2), runs, redis_url=url)
         assert [r["id"] for r in list_jobs(runs, url)] == [job["id"]]
