@@ -329,6 +329,24 @@ def test_fine_tune_base_is_validated_and_cli_reports_errors(runs, tmp_path, caps
     assert list_jobs(runs) == []
 
 
+def test_cli_submit_queues_the_job_and_starts_a_worker_when_none_serves_the_runs_dir(runs, monkeypatch, capsys):
+    import contextrast.jobs.worker as worker_module
+    from contextrast.cli import main
+
+    started = []
+    monkeypatch.setattr(worker_module, "ensure_worker_running", lambda r: started.append(Path(r)) or object())
+    args = ["jobs", "--runs-dir", str(runs), "submit", "--data", "toy:n=16,size=64x80", "--crop", "64", "64",
+            "--iterations", "5", "--device", "cpu", *sum((["--set", o] for o in TINY_OVERRIDES), [])]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    (job,) = list_jobs(runs)
+    assert job["state"] == "queued" and f"submitted job {job['id']}" in out
+    assert started == [runs.resolve()] and "started a background worker" in out
+    monkeypatch.setattr(worker_module, "ensure_worker_running", lambda r: None)  # one serves it already
+    assert main(args) == 0
+    assert "started a background worker" not in capsys.readouterr().out and len(list_jobs(runs)) == 2
+
+
 def test_train_tab_submits_refuses_and_shows_jobs(runs):
     import gradio as gr
 

@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
               "name": args.name, "overrides": args.overrides}
     r = control.submit_job(params, runs, url)
     print(f"submitted job {r['id']} (run dir {r['run_dir']})")
-    if control.ensure_worker_running(runs) is not None:
+    from contextrast.jobs.worker import ensure_worker_running
+
+    if ensure_worker_running(runs) is not None:
         print(f"started a background worker (log: {runs}/worker.log)")
     while args.wait:
         time.sleep(2)
