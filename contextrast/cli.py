@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # bad input and file-system refusals: a message, not a traceback
         print(f"contextrast {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a diverged run: its reason, and a failure exit code
+        print(f"contextrast {args.command}: stopped: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,15 @@ def test_the_same_values_in_a_yaml_file(tmp_path, capsys):
     assert "train.momentum must be a number" in capsys.readouterr().err
 
 
+def test_a_diverging_train_run_ends_with_one_line_not_a_traceback(tmp_path, capsys):
+    sets = ["train.data=toy:n=4,size=64x64", "train.crop=[64,64]", "train.batch_size=2", "train.device=cpu",
+            "train.iterations=20", "train.lr=100000", "train.workers=0", "model.decoder_channels=16",
+            "model.embed_dim=16", f"train.run_dir={tmp_path / 'run'}"]
+    assert main(["train", "--no-progress", *sum((["--set", s] for s in sets), [])]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "not finite" in err[0] and "lower train.lr" in err[0], err
+
+
 # ------------------------------------------------------------------------------------------ CLI files
 
 
