@@ -347,6 +347,32 @@ def test_cli_submit_queues_the_job_and_starts_a_worker_when_none_serves_the_runs
     assert "started a background worker" not in capsys.readouterr().out and len(list_jobs(runs)) == 2
 
 
+def test_a_shutdown_names_only_the_jobs_it_interrupted(runs):
+    """A job that ended while its watcher was still wrapping up stays as it ended, and is not reported
+    as interrupted by the shutdown."""
+    from contextrast.jobs import supervisor
+    from contextrast.jobs.processes import worker_identity
+
+    class Ended:
+        pid = None
+
+        def kill(self) -> None:
+            pass
+
+        def wait(self, timeout: float) -> None:
+            pass
+
+    queue = queue_for(runs)
+    job = submit_job(tiny_job(5), runs)
+    queue.store.update(job["id"], lambda r: {**r, "state": "finished", "worker": worker_identity()})
+    supervisor.RUNNING[job["id"]] = Ended()  # type: ignore[assignment]
+    try:
+        assert supervisor.interrupt_running_jobs(queue.store) == []
+    finally:
+        supervisor.RUNNING.pop(job["id"], None)
+    assert get_job(job["id"], runs)["state"] == "finished"
+
+
 def test_train_tab_submits_refuses_and_shows_jobs(runs):
     import gradio as gr
 

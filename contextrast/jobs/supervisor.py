@@ -103,6 +103,9 @@ def supervise_job(store: JobStore, runs_dir: str | Path, job_id: str, token: str
         RUNNING.pop(job_id, None)
 
 
+SHUT_DOWN = "the worker was shut down; resume to continue from the last checkpoint"
+
+
 def interrupt_running_jobs(store: JobStore) -> list[str]:
     """Worker shutdown (SIGTERM): kill this worker's training processes and mark their jobs
     `interrupted` now, so they can be resumed from their last checkpoint. → the job ids."""
@@ -111,15 +114,15 @@ def interrupt_running_jobs(store: JobStore) -> list[str]:
 
         def apply(r: Record) -> Record | None:
             if r["state"] != "running" or r.get("worker") != me:
-                return None
-            r.update(state="interrupted", ended=time.time(), child_pid=None, request=None,
-                     message="the worker was shut down; resume to continue from the last checkpoint")
+                return None  # it ended meanwhile: its record stays as it ended
+            r.update(state="interrupted", ended=time.time(), child_pid=None, request=None, message=SHUT_DOWN)
             return r
 
-        store.update(job_id, apply)  # first, so the watching thread's record_end leaves the record alone
+        after = store.update(job_id, apply)  # first, so the watching thread's record_end leaves the record alone
         process.kill()
         process.wait(10)
-        done.append(job_id)
+        if after["state"] == "interrupted" and after.get("message") == SHUT_DOWN:
+            done.append(job_id)
     return done
 
 
