@@ -215,6 +215,9 @@ def test_a_client_supplied_confusion_matrix_is_bounded(lab):
     metrics = {"confusion": [[0] * k] * k, "classes": [f"c{i}" for i in range(k)]}
     with pytest.raises(AppError, match="at most 255"):
         call(client, "/errors_confusion", metrics, False)
+    for broken in ({"confusion": [[0] * k] * k}, [[1, 2], [3, 4]]):  # no class names, or not the metrics object
+        with pytest.raises(AppError, match="needs its 'confusion' matrix and 'classes' list"):
+            call(client, "/errors_confusion", broken, False)
 
 
 def test_a_model_beyond_the_size_bounds_is_refused_at_submit_and_when_its_card_is_read(lab, tmp_path):

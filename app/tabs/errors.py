@@ -173,7 +173,10 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
     def redraw_confusion(metrics, norm):
         if not metrics:
             return gr.skip()
-        return errors.confusion_figure(np.asarray(metrics["confusion"]), list(metrics["classes"]), bool(norm))
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("classes"), list) or "confusion" not in metrics:
+            raise ValueError("the metrics JSON needs its 'confusion' matrix and 'classes' list, as the split "
+                             "evaluation writes them")
+        return errors.confusion_figure(metrics["confusion"], metrics["classes"], bool(norm))  # counts classes first
 
     tab.refresh = dict(fn=image_errors, inputs=lab.inputs + tab.image_controls, outputs=tab.image_outputs)
     gr.on([image_go.click, cls.input, only_mistakes.input], **tab.refresh, **lab.model_event(api_name="errors_image"))
