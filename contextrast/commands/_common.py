@@ -21,3 +21,11 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(args.config, args.overrides)
+
+
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    from contextrast.engine.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the forward pass: auto (bf16 autocast on CPUs with bf16 units, else fp32), "
+                        "fp32 (turns bf16 off), bf16 (default: auto; see docs/performance.md)")
