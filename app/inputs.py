@@ -8,7 +8,7 @@ import numpy as np
 
 from app.samples import UPLOAD, Samples
 from contextrast.analysis.image_io import decode_image, decode_label_map
-from contextrast.engine.checkpoint import ModelCard
+from contextrast.engine.card import ModelCard
 
 
 @dataclass

@@ -14,7 +14,10 @@ import gradio as gr
 from app.inputs import LabInput, resolve_input
 from app.samples import Samples
 from app.state import LoadedModel, ModelStore
+from contextrast import limits
 from contextrast.analysis.forward import ModelRun
+from contextrast.data import SegmentationDataset, build_dataset
+from contextrast.paths import PathPolicy
 
 log = logging.getLogger("contextrast.app")
 
@@ -46,6 +49,7 @@ class Lab:
     concurrency: int = 1
     components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label
     default_model: str | None = None  # the model the page opens on
+    paths: PathPolicy = field(default_factory=PathPolicy)  # the folders a client may name
 
     def default_classes(self) -> list[str]:
         """Class names of the model the page opens on (class pickers start with these)."""
@@ -62,18 +66,36 @@ class Lab:
         _, run = self.store.run(loaded.name, lab_input.rgb)
         return Context(loaded, lab_input, run)
 
+    def open_dataset(self, spec: str, split: str) -> SegmentationDataset:
+        """A dataset a client named, evaluated in this process: its folder must be allowed, and its
+        pictures at most `max_side`² pixels (the first one is checked from its header)."""
+        dataset = build_dataset(self.paths.data_spec(spec), split)
+        if len(dataset):
+            h, w = dataset.image_size(0)
+            limits.check_image_size(w, h, f"a picture of {spec!r}", limit=self.max_side ** 2,
+                                    why="the lab evaluates (--max-side squared; `contextrast eval` has no such bound)")
+        return dataset
+
     def model_event(self, **kwargs: Any) -> dict[str, Any]:
         """Keyword arguments shared by every event that runs a model (concurrency group)."""
         return dict(concurrency_limit=self.concurrency, concurrency_id=MODEL_EVENTS, **kwargs)
+
+
+_message_filter: list[Callable[[str], str]] = [lambda text: text]
+
+
+def set_message_filter(fn: Callable[[str], str]) -> None:
+    """How messages are rewritten before a client sees them (server paths made relative)."""
+    _message_filter[0] = fn
 
 
 def _as_user_error(fn: Callable[..., Any], e: Exception) -> gr.Error:
     if isinstance(e, gr.Error):
         return e
     if isinstance(e, (ValueError, FileNotFoundError)):
-        return gr.Error(str(e), print_exception=False)
+        return gr.Error(_message_filter[0](str(e)), print_exception=False)
     log.exception("handler %s failed", fn.__name__)  # a bug must not take the app down; the log keeps the trace
-    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}); the app is still running.")
+    return gr.Error(_message_filter[0](f"Something went wrong ({type(e).__name__}: {e}); the app is still running."))
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from contextrast.config import ALIGN_CHOICES, CONTEXT_CHOICES, ModelConfig
-from contextrast.models import build_model
+from contextrast.config import ModelConfig
+from contextrast.models import ALIGNS, CONTEXTS, build_model
 from contextrast.models.cost import count_cost
 
 SIZE = (1024, 2048)
@@ -27,7 +27,7 @@ CITYSCAPES_CLASSES = 19
 def configs(num_classes: int = CITYSCAPES_CLASSES) -> list[dict[str, Any]]:
     """align × context on the default (light) backbone, then resnet50 with the default switches."""
     light = [
-        {"num_classes": num_classes, "align": a, "context": c} for a in ALIGN_CHOICES for c in CONTEXT_CHOICES
+        {"num_classes": num_classes, "align": a, "context": c} for a in ALIGNS.names() for c in CONTEXTS.names()
     ]
     return light + [{"num_classes": num_classes, "backbone": "resnet50"}]
 

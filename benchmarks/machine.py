@@ -3,7 +3,7 @@
 `machine_slug()` names the results file (`benchmarks/results/<slug>.json`): the GPU name when CUDA is
 available, else the CPU model, family/model numbers, widest vector extension and core count, so that two
 machines a hypervisor calls by the same model name ("AMD EPYC") but with other vector units do not share a
-file. The limit figures are judged against is derived in `benchmarks.limits`.
+file (`hardware_string`, the string model cards record, names a GPU). The limit figures are judged against is derived in `benchmarks.limits`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from contextrast.engine.checkpoint import hardware_string
+from contextrast.engine.provenance import hardware_string
 
 
 def slugify(text: str) -> str:

@@ -1,7 +1,7 @@
 """A plain, loop-based reference of CCL + BANE (METHOD.md §2), for checking the vectorised loss.
 
 Written for reading, not speed: loops over layers, images and classes, numpy/scipy for BANE's
-distance transform and percentile. With caps at least as large as every candidate set nothing is
+distance transform and percentile (BANE's `percentile` rule on each layer's grid). With caps at least as large as every candidate set nothing is
 sampled, so the result must equal `ContextualContrastiveLoss`'s exactly (up to float rounding).
 With smaller caps it samples with `torch.randperm` (its own draws, so values then differ).
 """
@@ -68,12 +68,16 @@ def reference_ccl(
                 means[c] = vecs.float().mean(0)
         raw.append(means)
     deep = raw[-1]
+    last = len(embeddings) - 1
     total = torch.zeros(())
     for i, (emb, lab) in enumerate(zip(embeddings, layer_labels)):
         pred = nearest(prediction, tuple(emb.shape[-2:]))
         class_losses = []
         for c, mean in raw[i].items():
-            anchor = (1 - cfg.w_h) * mean + cfg.w_h * deep[c] if c in deep else mean
+            deep_c = deep.get(c)
+            if deep_c is not None and cfg.detach_deep_anchor and i < last:
+                deep_c = deep_c.detach()
+            anchor = (1 - cfg.w_h) * mean + cfg.w_h * deep_c if deep_c is not None else mean
             anchor = anchor / anchor.norm().clamp(min=1e-12)
             keep = torch.zeros(lab.shape, dtype=torch.bool)
             if negatives != "random":
@@ -89,6 +93,8 @@ def reference_ccl(
                 if negatives == "bane+random":
                     fill = _sample((other & ~keep).nonzero(), cfg.max_negatives - len(chosen), generator)
                     chosen = torch.cat([chosen, fill])
+            if cfg.skip_anchors_without_negatives and len(chosen) == 0:
+                continue
             s_pos = _similarity(emb, positives, anchor, cfg.tau)
             neg_sum = torch.exp(_similarity(emb, chosen, anchor, cfg.tau)).sum() if len(chosen) else torch.zeros(())
             terms = [-torch.log(torch.exp(s) / (torch.exp(s) + neg_sum)) for s in s_pos]

@@ -136,3 +136,53 @@ def test_percentile_falling_between_two_distances_keeps_only_the_lower():
     assert np.percentile(dist[mask], 39.375) == 1.5
     assert np.array_equal(sel.keep[0].numpy(), mask & (dist <= 1.5))
     assert int(sel.keep.sum()) == 32
+
+
+# --- the rank rule and finer distances (METHOD.md §4) ---------------------------------------------------
+
+
+def _thick_error(h: int = 64, w: int = 64):
+    """A 40×40 region predicted as class 1 whose ground truth is class 0: one thick error region."""
+    labels = torch.zeros(1, h, w, dtype=torch.long)
+    pred = torch.zeros(1, h, w, dtype=torch.long)
+    pred[0, 12:52, 12:52] = 1
+    return pred, labels
+
+
+@pytest.mark.parametrize("k_s", [25, 50, 75])
+def test_rank_rule_keeps_k_s_percent_nearest_the_rim(k_s):
+    pred, labels = _thick_error()
+    g = torch.Generator().manual_seed(0)
+    sel = bane_negatives(pred, labels, k_s, rule="rank", generator=g)
+    share = float(sel.keep.sum()) / float(sel.error.sum())
+    assert share == pytest.approx(k_s / 100, abs=0.01)
+    kept, dropped = sel.distance[sel.keep], sel.distance[sel.error & ~sel.keep]
+    assert kept.max() <= dropped.min()  # only pixels at least as near the rim as every dropped one
+    if k_s == 25:
+        assert kept.max() <= 3.0  # a quarter of a 40×40 region lies within 3 px of its edge
+
+
+def test_rank_rule_breaks_ties_reproducibly_under_a_seed():
+    pred, labels = _thick_error(16, 16)
+    pred[0] = 0
+    pred[0, 4:12, 6:8] = 1  # a 2-wide bar: every error pixel at distance 1 (all tied)
+    runs = [bane_negatives(pred, labels, 50, rule="rank", generator=torch.Generator().manual_seed(s)).keep for s in (3, 3, 4)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    assert int(runs[0].sum()) == 8  # half of 16 tied pixels
+    old = bane_negatives(pred, labels, 50, rule="percentile")
+    assert int(old.keep.sum()) == 16  # the old rule keeps every tie
+
+
+def test_distances_carried_from_a_finer_grid_break_the_layer_grid_ties():
+    from contextrast.losses.bane import carry_distance, error_distance
+
+    fine_pred = torch.zeros(1, 32, 32, dtype=torch.long)
+    fine_pred[0, 8:24, 8:14] = 1  # 6 fine pixels wide → 3 layer pixels wide at stride 2
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    _, fine = error_distance(fine_pred, labels)
+    carried = carry_distance(fine, (16, 16))
+    layer_pred = fine_pred[:, ::2, ::2]
+    _, own = error_distance(layer_pred, labels[:, ::2, ::2])
+    row = layer_pred[0, 8] == 1
+    assert own[0, 8][row].tolist() == [1.0, 2.0, 1.0]
+    assert carried[0, 8][row].tolist() == [0.5, 1.5, 1.0]  # sub-pixel: the right column lies nearer its edge

@@ -1,4 +1,4 @@
-"""engine.checkpoint: safetensors + JSON round trips, atomic swaps, clear errors, no pickle."""
+"""engine.checkpoint, card, atomic, provenance: safetensors + JSON round trips, atomic swaps, clear errors, no pickle."""
 
 from __future__ import annotations
 
@@ -15,17 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from contextrast.engine import checkpoint as ckpt
-from contextrast.engine.checkpoint import (
-    ModelCard,
-    code_version,
-    hardware_string,
-    load_checkpoint,
-    load_training_state,
-    read_card,
-    save_checkpoint,
-    save_training_state,
-)
+from contextrast.engine import card as card_module
+from contextrast.engine.card import ModelCard, read_card
+from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
+from contextrast.engine.provenance import code_version, hardware_string
+from contextrast.engine.training_state import load_training_state, save_training_state
 from contextrast.models import build_model
 
 TINY = {"num_classes": 3, "decoder_channels": 16, "embed_dim": 8}
@@ -62,7 +56,7 @@ def test_round_trip_gives_the_same_logits(tmp_path):
     loaded, card = load_checkpoint(path)
     assert not loaded.training
     with torch.no_grad():
-        assert torch.equal(model(x), loaded(x))
+        assert torch.equal(model(x).logits, loaded(x).logits)
     assert card.iteration == 7 and card.classes == ["c0", "c1", "c2"] and card.created
     assert read_card(path) == card
     readme = (path / "README.md").read_text()
@@ -93,7 +87,7 @@ def test_failed_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     def boom(card, location=None):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(ckpt, "render_readme", boom)  # fails after the weights and the JSON are written
+    monkeypatch.setattr(card_module, "render_readme", boom)  # fails after the weights and the JSON are written
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, tiny_model(1), card_for(old, name="new"))
     model, card = load_checkpoint(path)
@@ -117,7 +111,8 @@ def test_interrupted_swap_is_recovered(tmp_path):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import sys, torch
-    from contextrast.engine.checkpoint import ModelCard, save_checkpoint
+    from contextrast.engine.card import ModelCard
+    from contextrast.engine.checkpoint import save_checkpoint
     from contextrast.models import build_model
     model = build_model({"num_classes": 3, "decoder_channels": 16, "embed_dim": 8})
     i = 0
@@ -205,62 +200,6 @@ def test_card_refuses_unknown_keys_and_bad_palettes():
         ModelCard.from_dict({k: v for k, v in d.items() if k != "classes"})
     with pytest.raises(ValueError, match="palette has 2 colours for 3 classes"):
         card_for(model, palette=[[0, 0, 0]] * 2)
-
-
-def _train_steps(model, optimizer, steps: int, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        x = torch.randn(2, 3, 32, 32, generator=g)
-        y = torch.randint(0, 3, (2, 32, 32), generator=g)
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-
-@pytest.mark.parametrize("make_opt", [
-    lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-4),
-    lambda p: torch.optim.AdamW(p, lr=1e-3, betas=(0.8, 0.95)),
-], ids=["sgd-momentum", "adamw"])
-def test_training_state_round_trip_restores_optimizer(tmp_path, make_opt):
-    model = tiny_model(0)
-    opt = make_opt(model.parameters())
-    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
-    _train_steps(model, opt, 2, seed=1)
-    state = {"iteration": 2, "elapsed": 1.5, "rng": ckpt.capture_rng_state()}
-    save_training_state(tmp_path / "last", model, opt, scaler, state, card=card_for(model))
-
-    fresh = tiny_model(5)
-    fresh_opt = make_opt(fresh.parameters())
-    fresh_scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
-    got = load_training_state(tmp_path / "last", fresh, fresh_opt, fresh_scaler)
-    assert got["iteration"] == 2 and got["elapsed"] == 1.5
-    assert fresh_scaler.get_scale() == 512.0
-    a, b = opt.state_dict(), fresh_opt.state_dict()
-    assert a["param_groups"] == b["param_groups"]
-    assert a["state"].keys() == b["state"].keys() and a["state"]
-    for pid, entries in a["state"].items():
-        for name, value in entries.items():
-            other = b["state"][pid][name]
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(other)), (pid, name)
-    # training on from both gives identical weights
-    _train_steps(model, opt, 1, seed=2)
-    _train_steps(fresh, fresh_opt, 1, seed=2)
-    for (k, v), w in zip(model.state_dict().items(), fresh.state_dict().values()):
-        assert torch.allclose(v, w, atol=1e-6), k
-    # the same directory is a model checkpoint too
-    assert load_checkpoint(tmp_path / "last")[1].iteration == 7
-
-
-def test_rng_state_round_trip():
-    import random
-
-    import numpy as np
-
-    saved = json.loads(json.dumps(ckpt.capture_rng_state()))
-    first = (random.random(), np.random.rand(), torch.rand(1).item())
-    ckpt.restore_rng_state(saved)
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
 def test_provenance_strings(monkeypatch):

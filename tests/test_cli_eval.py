@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from contextrast.cli import main
-from contextrast.engine.checkpoint import ModelCard, save_checkpoint
+from contextrast.engine.card import ModelCard
+from contextrast.engine.checkpoint import save_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.metrics import ConfusionMatrix
 from contextrast.models import build_model

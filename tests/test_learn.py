@@ -64,7 +64,7 @@ def test_loss_value_is_the_real_loss_and_sliders_change_it(toy):
     run, labels = toy
     value = learn.loss_value(run, labels, 5, 0.07, 40, 0.3)
     record = run_loss(run, labels, 5, bane_percent=40, tau=0.07, w_h=0.3)
-    assert value["ccl"] == pytest.approx(record.terms["ccl"]) and value["L_1"] == pytest.approx(record.layers[0].loss)
+    assert value["ccl"] == pytest.approx(record.terms["contextrast"]) and value["L_1"] == pytest.approx(record.layers[0].loss)
     assert learn.loss_value(run, labels, 5, 0.5, 40, 0.3)["ccl"] != pytest.approx(value["ccl"])
     step, chosen, defaults = learn.loss_step(run, labels, 5, 0.07, 40, 0.3)
     assert chosen == value and f"{chosen['ccl']:.4f}" in step.text and f"{defaults['ccl']:.4f}" in step.text

@@ -17,6 +17,7 @@ from contextrast.losses.anchors import contextual_update
 from contextrast.losses.pixel_contrast import hard_anchor_quota, supervised_contrast
 from contextrast.losses.record import ANCHOR_SAMPLE, BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE
 from contextrast.models import SCRNetOutput, build_model
+from contextrast.pixel_grid import upsample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_ccl import bane_keep_reference, reference_ccl  # noqa: E402
@@ -65,12 +66,12 @@ def test_registry_and_needs_embeddings():
 def test_ce_accepts_plain_logits_and_aux_and_ignores_void():
     y = blocky_target()
     logits = torch.randn(2, 4, 32, 48)
-    out = build_loss(LossConfig(name="ce"), 4)(logits, y)
+    out = build_loss(LossConfig(name="ce"), 4)(SCRNetOutput(logits=logits), y)
     assert out.record is None and set(out.terms) == {"ce", "total"}
     assert out.terms["ce"] == pytest.approx(float(F.cross_entropy(logits, y, ignore_index=255)), rel=1e-5)
     mo = fake_output(aux=True)
     out = build_loss(LossConfig(name="ce", aux_weight=0.4), 4)(mo, y)
-    aux_ref = F.cross_entropy(F.interpolate(mo.aux_logits, size=(32, 48), mode="bilinear"), y, ignore_index=255)
+    aux_ref = F.cross_entropy(upsample(mo.aux_logits, (32, 48)), y, ignore_index=255)  # the network's pixel grid
     assert out.terms["aux"] == pytest.approx(float(aux_ref), rel=1e-5)
     assert out.terms["total"] == pytest.approx(out.terms["ce"] + 0.4 * out.terms["aux"], rel=1e-5)
 
@@ -141,7 +142,8 @@ def test_loss_decreases_when_embeddings_move_toward_their_anchor():
 
 @pytest.mark.parametrize("negatives", ["random", "bane", "bane+random"])
 def test_vectorised_matches_loop_reference(negatives):
-    cfg = LossConfig(name="contextrast", negatives=negatives, bane_percent=40.0, **NO_CAPS)
+    cfg = LossConfig(name="contextrast", negatives=negatives, bane_percent=40.0, bane_rule="percentile",
+                     bane_distance_stride=0, **NO_CAPS)
     for seed in range(3):
         y = blocky_target(seed=seed)
         y[seed % 2, 10:14, 5:9] = 255
@@ -183,7 +185,7 @@ def test_contextual_update_touches_only_classes_present_at_the_deepest_layer():
 
 @pytest.mark.parametrize("name", ["ccl", "contextrast", "pixel_contrast"])
 def test_no_nan_in_edge_cases(name):
-    loss = build_loss(LossConfig(name=name, negatives="bane"), 3)
+    loss = build_loss(LossConfig(name=name, negatives="bane" if name == "contextrast" else "random"), 3)
     single = torch.ones(2, 32, 32, dtype=torch.long)
     finite_everywhere(loss(mo := fake_output(k=3, h=32, w=32), single), mo)
     one_layer = torch.zeros(2, 32, 32, dtype=torch.long)
@@ -215,7 +217,8 @@ def test_no_errors_means_bane_is_empty_and_random_fills():
 
 
 def test_record_roles_and_coordinates_are_consistent():
-    cfg = LossConfig(name="contextrast", max_positives=20, max_negatives=30, bane_percent=50.0)
+    cfg = LossConfig(name="contextrast", max_positives=20, max_negatives=30, bane_percent=50.0,
+                     bane_rule="percentile", bane_distance_stride=0)  # the rule the loop reference implements
     y = blocky_target(k=4, h=64, w=64)
     mo = fake_output(k=4, h=64, w=64)
     out = build_loss(cfg, 4)(mo, y, record=True)
@@ -230,7 +233,7 @@ def test_record_roles_and_coordinates_are_consistent():
         assert ((lab[~pos] != s.cls[~pos]) & (lab[~pos] != 255)).all()
         pred = layer.prediction[s.image, s.y, s.x]
         assert (pred[bane] == s.cls[bane]).all() and (layer.error_distance[s.image, s.y, s.x][bane] > 0).all()
-        assert torch.isnan(s.distance[~bane]).all() and (s.distance[bane] >= 1).all()
+        assert torch.isnan(s.distance[~bane]).all() and (s.distance[bane] > 0).all()
         for c in layer.anchors:
             assert int((pos & (s.cls == c)).sum()) <= 20 and int((~pos & (s.cls == c)).sum()) <= 30
             # BANE first: every kept BANE pixel of class c is used when there are fewer than K
@@ -273,12 +276,12 @@ def test_sampling_is_deterministic_per_seed_and_call():
 
 def test_warmup_switches_the_contrastive_term_off():
     y, mo = blocky_target(), fake_output()
-    loss = build_loss(LossConfig(warmup=0.2), 4)
+    loss = build_loss(LossConfig(contrast_start=0.2), 4)
     early = loss(mo, y, progress=0.1)
-    assert early.terms["ccl"] == 0.0 and early.terms["total"] == pytest.approx(early.terms["ce"])
-    assert loss(SCRNetOutput(logits=mo.logits), y, progress=0.1).terms["ccl"] == 0.0  # no embeddings needed yet
+    assert early.terms["contextrast"] == 0.0 and early.terms["total"] == pytest.approx(early.terms["ce"])
+    assert loss(SCRNetOutput(logits=mo.logits), y, progress=0.1).terms["contextrast"] == 0.0  # no embeddings needed yet
     late = loss(mo, y, progress=0.2)
-    assert late.terms["ccl"] > 0 and late.terms["total"] == pytest.approx(late.terms["ce"] + 0.1 * late.terms["ccl"])
+    assert late.terms["contextrast"] > 0 and late.terms["total"] == pytest.approx(late.terms["ce"] + 0.1 * late.terms["contextrast"])
 
 
 def test_mixed_precision_keeps_fp32():
@@ -331,7 +334,7 @@ def test_pixel_contrast_sampling_and_record():
     out = build_loss(cfg, 4)(mo, y, record=True)
     (layer,) = out.record.layers
     s = layer.samples
-    assert layer.layer == 3 and len(s) > 0 and (s.role == ANCHOR_SAMPLE).all()
+    assert layer.layer == LossConfig().pc_layer and len(s) > 0 and (s.role == ANCHOR_SAMPLE).all()
     assert (layer.labels[s.image, s.y, s.x] == s.cls).all()
     units = {(int(b), int(c)) for b, c in zip(s.image, s.cls)}
     n_view = min(6, 24 // len(units))

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contextrast.config import ALIGN_CHOICES, CONTEXT_CHOICES, ModelConfig
-from contextrast.models import SCRNetOutput, build_model, create_backbone
+from contextrast.config import ModelConfig
+from contextrast.models import ALIGNS, CONTEXTS, SCRNetOutput, build_model, create_backbone
 from contextrast.models.crm import ChannelAttention, ContextualRefinementModule, SpatialAttention
 from contextrast.models.srm import SemanticRefinementModule, neighbour_combine, warp
 
@@ -80,7 +80,7 @@ def test_timm_backbone_optional():
     assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
 
 
-@pytest.mark.parametrize("align,context", list(itertools.product(ALIGN_CHOICES, CONTEXT_CHOICES)))
+@pytest.mark.parametrize("align,context", list(itertools.product(ALIGNS.names(), CONTEXTS.names())))
 def test_every_switch_shapes_and_gradients(align, context):
     torch.manual_seed(0)
     model = build_model({"align": align, "context": context, "aux_head": True, "num_classes": 5, "decoder_channels": 32, "embed_dim": 16})
@@ -120,7 +120,8 @@ def test_every_switch_shapes_and_gradients(align, context):
 def test_plain_forward_returns_logits_only_in_eval():
     model = build_model({"num_classes": 3, "aux_head": True}).eval()
     out = model(torch.randn(1, 3, 64, 64))
-    assert isinstance(out, torch.Tensor) and out.shape == (1, 3, 64, 64)
+    assert isinstance(out, SCRNetOutput) and out.logits.shape == (1, 3, 64, 64)
+    assert out.aux_logits is None and out.embeddings is None and out.srm == [] and out.crm is None
 
 
 def test_srm_with_zero_offsets_equals_bilinear_plus_fusion():
@@ -227,3 +228,36 @@ def test_projection_normalize_matches_f_normalize_and_gradcheck():
     ref = torch.autograd.grad(F.normalize(z, dim=1), z, g)[0]
     torch.testing.assert_close(_ChannelL2Normalize.apply(z, 1e-12), F.normalize(z, dim=1))
     torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("energy,stable", [("mean", True), ("none", False)])
+def test_channel_attention_entropy_is_stable_across_input_sizes(energy, stable):
+    """Rows of A_c at a 256² crop's F4 (8×8) and at 360×480's (12×15) on the same feature statistics."""
+    torch.manual_seed(0)
+    attention = ChannelAttention(energy)
+    entropies = []
+    for h, w in ((8, 8), (12, 15)):
+        x = torch.relu(torch.randn(4, 64, h, w))
+        _, attn = attention(x)
+        entropies.append(float(-(attn * attn.clamp_min(1e-12).log()).sum(-1).mean()))
+    ratio = entropies[1] / entropies[0]
+    assert (abs(ratio - 1) <= 0.2) == stable, entropies
+    if stable:
+        assert entropies[0] > 0.5  # rows are not one-hot
+
+
+def test_srm_offsets_are_bounded_and_the_mask_starts_at_the_centre():
+    srm = SemanticRefinementModule(8, 6, "srm", offset_bound=2.0, mask_init="centre").eval()
+    with torch.no_grad():
+        srm.offset_head[-1].bias.fill_(50.0)  # a head that asks for a huge shift
+        _, inter = srm(torch.randn(1, 8, 5, 7), torch.randn(1, 6, 10, 14))
+    assert inter.offset_init.abs().max() <= 2.0
+    assert torch.allclose(inter.mask[:, 4], torch.full_like(inter.mask[:, 4], 0.5))
+
+
+def test_old_model_cards_load_with_the_switches_they_were_trained_with():
+    from contextrast.config import LEGACY_MODEL, model_config_from_card
+
+    cfg = model_config_from_card({"backbone": "resnet18_light", "num_classes": 3})
+    assert all(getattr(cfg, k) == v for k, v in LEGACY_MODEL.items())
+    assert model_config_from_card({"num_classes": 3, "grid": "strided"}).offset_bound == ModelConfig().offset_bound

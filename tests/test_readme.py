@@ -35,3 +35,13 @@ def test_shipped_checkpoints_are_listed_in_the_readme():
         assert row is not None, f"{card.parent.name} is not listed in the README"
         miou = json.loads(card.read_text())["metrics"]["val_miou"]
         assert f"| {100 * miou:.2f} |" in row, (row, miou)
+
+
+def test_the_readme_lists_every_registered_variant_of_each_switch():
+    from contextrast.models import ALIGNS, CHANNEL_ENERGIES, CONTEXTS, SPATIAL_ENERGIES
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    for key, registry in (("align", ALIGNS), ("context", CONTEXTS), ("channel_energy", CHANNEL_ENERGIES),
+                          ("spatial_energy", SPATIAL_ENERGIES)):
+        listed = "{" + ", ".join(f"`{n}`" for n in registry.choices()) + "}"
+        assert f"`{key}` ∈ {listed}" in text, key

@@ -26,7 +26,7 @@ TINY = [
     "train.val_interval=1000",
     "model.decoder_channels=16",
     "model.embed_dim=16",
-    "loss.warmup=0.0",
+    "loss.contrast_start=0.0",
 ]
 
 
@@ -46,7 +46,7 @@ def test_train_writes_checkpoints_and_metrics(tmp_path):
     steps = [r for r in logs if "total" in r]
     assert [r["iter"] for r in steps] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
-    assert "ccl" in steps[-1]
+    assert "contextrast" in steps[-1]
     assert any("val" in r for r in logs)
     model, card = load_checkpoint(result.final_checkpoint)
     assert card.iteration == 4 and card.classes and len(card.palette) == len(card.classes)
@@ -107,16 +107,75 @@ def test_kill_mid_run_then_resume_finishes(tmp_path):
     assert "mIoU" in ev.stdout
 
 
-def test_torchrun_two_processes_gloo(tmp_path):
-    sets = TINY + [f"train.run_dir={tmp_path / 'run'}", "train.iterations=3", "train.sync_bn=true", "train.device=cpu"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+def _torchrun(tmp_path: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+    sets = TINY + [f"train.run_dir={tmp_path / 'run'}", "train.device=cpu", *extra]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "contextrast.cli", "train", "--no-progress"] + [a for s in sets for a in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    done = _torchrun(tmp_path, 29517, "train.iterations=3", "train.sync_bn=true")
     assert "sync_bn ignored on CPU" in done.stdout
     _, card = load_checkpoint(tmp_path / "run" / "final")
     assert card.iteration == 3
+
+
+@pytest.mark.parametrize("loss,port", [("contextrast", 29518), ("pixel_contrast", 29519), ("ce", 29520)])
+def test_torchrun_trains_every_loss_through_the_contrastive_start(tmp_path, loss, port):
+    """The projection heads join the graph when the contrastive term starts (iteration 2 of 4), and pixel_contrast
+    reads one layer only: DDP must accept both (it failed with 'Expected to have finished reduction')."""
+    _torchrun(tmp_path, port, "train.iterations=4", f"loss.name={loss}", "loss.contrast_start=0.5")
+    steps = [m for m in read_metrics(tmp_path / "run") if "total" in m]
+    assert [m["iter"] for m in steps] == [1, 2, 3, 4]
+    if loss != "ce":
+        assert steps[0][loss] == 0.0 and steps[-1][loss] > 0.0
+
+
+def test_ema_weights_are_what_final_holds_and_resume_restores_them(tmp_path):
+    cfg = tiny_config(tmp_path, "train.iterations=3", "train.ema_decay=0.5", "train.ckpt_interval=1")
+    res = train(cfg, TrainHooks(progress_bar=False))
+    final, card = load_checkpoint(res.final_checkpoint)
+    assert "EMA" in card.train["weights"]
+    last = load_checkpoint(tmp_path / "run" / "last")[0]  # the raw weights, the resume point
+    differs = [k for k, v in final.state_dict().items() if v.is_floating_point() and not torch.equal(v, last.state_dict()[k])]
+    assert differs  # the EMA is not the raw model
+    assert (tmp_path / "run" / "last" / "ema.safetensors").is_file()
+
+
+def test_cpu_bf16_training_follows_the_fp32_losses(tmp_path):
+    """bf16 autocast on CPU (train.cpu_bf16) against fp32 on the same seed and data: the losses of a short run agree."""
+    runs = []
+    for i, bf16 in enumerate((False, True)):
+        cfg = tiny_config(tmp_path / str(i), "train.iterations=4", f"train.cpu_bf16={str(bf16).lower()}")
+        train(cfg, TrainHooks(progress_bar=False))
+        runs.append([m["total"] for m in read_metrics(tmp_path / str(i) / "run") if "total" in m])
+    assert len(runs[0]) == len(runs[1]) == 4
+    for a, b in zip(*runs):
+        assert b == pytest.approx(a, rel=0.05)
+    assert runs[0] != runs[1]  # bf16 really ran
+
+
+def test_diverging_run_stops_with_a_reason_before_backward(tmp_path):
+    with pytest.raises(FloatingPointError, match="not finite"):
+        train(tiny_config(tmp_path, "train.iterations=20", "train.lr=100000", "train.optimizer=sgd"),
+              TrainHooks(progress_bar=False))
+
+
+def test_lr_warmup_and_offset_scale_shape_the_schedule():
+    from contextrast.config import ExperimentConfig
+    from contextrast.engine.optim import build_optimizer, poly_lr
+    from contextrast.models import build_model
+
+    lr_at = poly_lr(1.0, 1.0, 100, warmup=10)
+    assert lr_at(0) == pytest.approx(0.1) and lr_at(9) == pytest.approx(0.91) and lr_at(50) == pytest.approx(0.5)
+    cfg = load_config(None, ["train.offset_lr_scale=0.1", "model.decoder_channels=16"])
+    opt = build_optimizer(build_model(cfg.model), cfg)
+    scales = sorted(g["lr_scale"] for g in opt.param_groups)
+    assert scales == [0.1, 1.0, 1.0] and isinstance(cfg, ExperimentConfig)
 
 
 def test_fine_tune_from_checkpoint_with_other_class_count(tmp_path):

@@ -16,7 +16,6 @@ from app.lab import Lab, notices_md, status, user_errors
 from app.state import LRU
 from contextrast.analysis import errors
 from contextrast.analysis.predict import prediction_maps
-from contextrast.data import build_dataset
 from contextrast.engine.evaluate import evaluate
 
 ALL_CLASSES = "all classes"
@@ -128,7 +127,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
         flag.clear()
         cached = tab.cache.get(key)
         if cached is None:
-            dataset = build_dataset(str(spec_value).strip(), split_value)
+            dataset = lab.open_dataset(str(spec_value).strip(), split_value)
             if list(dataset.info.classes) != list(loaded.card.classes):
                 raise ValueError(f"the dataset's classes ({', '.join(dataset.info.classes)}) are not the model's "
                                  f"({', '.join(loaded.card.classes)}); evaluate on data with the same classes")
@@ -137,7 +136,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
                 metrics = evaluate(loaded.model, dataset, progress=lambda d, t: progress((d, t), desc="evaluating",
                                                                                           unit="images"),
                                    should_stop=flag.is_set, max_images=limit)
-            metrics.update(checkpoint=str(loaded.path), data=str(spec_value).strip(), split=split_value)
+            metrics.update(checkpoint=lab.paths.display(loaded.path), data=str(spec_value).strip(), split=split_value)
             tab.history.append(dict(key=key, images=metrics["images"], cancelled=metrics["cancelled"]))
             if not metrics["cancelled"]:
                 tab.cache.put(key, metrics)
@@ -153,7 +152,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             ckey = key + (loaded_b.name,)
             cmp = tab.cache.get(ckey)
             if cmp is None:
-                dataset = build_dataset(key[1], split_value)
+                dataset = lab.open_dataset(key[1], split_value)
                 with loaded.lock, loaded_b.lock:
                     cmp = errors.compare_on_dataset(loaded.model, loaded_b.model, dataset,
                                                     progress=lambda d, t: progress((d, t), desc="comparing",

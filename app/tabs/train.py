@@ -12,10 +12,10 @@ import gradio as gr
 
 from app.lab import Lab, user_errors
 from contextrast.analysis.training_curves import training_curves_figure
-from contextrast.config import LOSS_CHOICES
-from contextrast.engine.checkpoint import read_card
+from contextrast.engine.card import read_card
 from contextrast.jobs import control
-from contextrast.jobs.records import open_store
+from contextrast.jobs.control import live_workers
+from contextrast.losses import LOSSES
 
 SCRATCH = "(from scratch)"
 TABLE_HEADERS = ["job", "state", "progress", "iteration", "ETA", "best val mIoU", "loss", "data", "name"]
@@ -105,7 +105,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                            info="a checkpoint directory; its architecture is kept, the classifier is re-initialised "
                                 "when the class count differs")
         data = gr.Textbox("toy", label="Dataset spec", info="toy, toy:n=64,size=96x128, camvid:/path/to/camvid, …")
-        loss = gr.Dropdown(list(LOSS_CHOICES), value="contextrast", label="Loss")
+        loss = gr.Dropdown(LOSSES.names(), value="contextrast", label="Loss")
     with gr.Row():
         iterations = gr.Number(1000, precision=0, label="Iterations")
         lr = gr.Number(0.01, label="Learning rate")
@@ -148,10 +148,10 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
         if job_id is None:
             return [job_rows(records), menu, "No jobs yet.", training_curves_figure([]), "", models]
         record = next(r for r in records if r["id"] == job_id)
-        workers = open_store(runs_dir).live_workers() if record["state"] == "queued" else []
+        workers = live_workers(runs_dir) if record["state"] == "queued" else []
         figure = training_curves_figure(control.job_metrics(job_id, runs_dir), title=record["params"].get("name") or job_id)
-        return [job_rows(records), menu, progress_markdown(record, workers), figure,
-                control.job_log_tail(job_id, runs_dir, 40), models]
+        return [job_rows(records), menu, lab.paths.redact(progress_markdown(record, workers)), figure,
+                lab.paths.redact(control.job_log_tail(job_id, runs_dir, 40)), models]
 
     view_outputs = [table, job, progress, curves, log] + ([model_menu] if model_menu is not None else [])
 
@@ -167,7 +167,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                                                                  _int(crop_w_v, "crop width")],
                   "device": device_v, "gpus": _int(gpus_v, "GPUs"), "name": name_v or "",
                   "overrides": [line.strip() for line in (overrides_v or "").splitlines() if line.strip()]}
-        record = control.submit_job(params, runs_dir)
+        record = control.submit_job(params, runs_dir, paths=lab.paths)
         return [f"Submitted job **{record['id']}**."] + trim(view(record["id"]))
 
     @user_errors

@@ -48,7 +48,7 @@ def run_loss(run: ModelRun, target: np.ndarray, num_classes: int, bane_percent: 
         raise ValueError(f"labels {target.shape} and image {run.rgb.shape[:2]} differ in size")
     if run.output.embeddings is None:
         raise ValueError("the model run has no embeddings; run it with contextrast.analysis.forward.run_model")
-    config = LossConfig(name="contextrast", bane_percent=float(bane_percent), warmup=0.0, **loss_options)
+    config = LossConfig(name="contextrast", bane_percent=float(bane_percent), contrast_start=0.0, **loss_options)
     loss_fn = build_loss(config, num_classes)
     y = torch.as_tensor(np.asarray(target, np.int64)).unsqueeze(0)
     generator = torch.Generator().manual_seed(int(seed))

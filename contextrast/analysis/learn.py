@@ -210,7 +210,7 @@ def loss_value(run: ModelRun, labels: np.ndarray, num_classes: int, tau: float, 
         raise ValueError(f"K_s must lie in (0, 100]; got {bane_percent}")
     record = run_loss(run, np.asarray(labels, np.int64), num_classes, bane_percent=float(bane_percent), seed=seed,
                       tau=float(tau), w_h=float(w_h))
-    out = {k: float(v) for k, v in record.terms.items() if k in ("ce", "ccl", "total")}
+    out = {"ce": record.terms["ce"], "ccl": record.terms[record.loss], "total": record.terms["total"]}  # L_CCL
     out.update({f"L_{r.layer + 1}": float(r.loss) for r in record.layers})
     return out
 

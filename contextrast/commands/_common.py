@@ -29,3 +29,20 @@ def add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the forward pass: auto (bf16 autocast on CPUs with bf16 units, else fp32), "
                         "fp32 (turns bf16 off), bf16 (default: auto; see docs/performance.md)")
+
+
+def switches_text() -> str:
+    """The registered variants of every switch (read from the registries, so help lists what exists)."""
+    from contextrast.losses import LOSSES, NEGATIVES
+    from contextrast.models import ALIGNS, BACKBONES, CHANNEL_ENERGIES, CONTEXTS, SPATIAL_ENERGIES
+
+    lines = []
+    for key, registry in (("model.backbone", BACKBONES), ("model.align", ALIGNS), ("model.context", CONTEXTS),
+                          ("model.channel_energy", CHANNEL_ENERGIES), ("model.spatial_energy", SPATIAL_ENERGIES),
+                          ("loss.name", LOSSES), ("loss.negatives", NEGATIVES)):
+        lines.append(f"  {key}:")
+        descriptions = registry.describe()
+        lines += [f"    {name:<16}{descriptions[name]}" for name in registry.choices()]
+        if registry is BACKBONES:
+            lines.append(f"    {'timm:<name>':<16}any timm model as a 4-stage encoder (pip install timm)")
+    return "\n".join(lines)

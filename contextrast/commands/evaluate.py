@@ -8,8 +8,8 @@ from pathlib import Path
 from contextrast.commands._common import add_precision_argument
 
 HELP = "evaluate a checkpoint on a dataset split: per-class IoU / accuracy / boundary IoU, mIoU, aAcc, fwIoU"
-EXAMPLES = """  contextrast eval --checkpoint checkpoints/camvid-scrnet-ce --data camvid:../shared/data/camvid --split test
-  contextrast eval --checkpoint runs/camvid/final --data camvid:../shared/data/camvid --split val \\
+EXAMPLES = """  contextrast eval --checkpoint checkpoints/camvid-scrnet-ce --data camvid:$CAMVID --split test
+  contextrast eval --checkpoint runs/camvid/final --data camvid:$CAMVID --split val \\
       --flip --scales 0.75 1.0 1.25 --json results/camvid_val_msflip.json
   contextrast eval --checkpoint runs/toy/final --data toy:n=8,size=64x80 --split val --max-images 4"""
 

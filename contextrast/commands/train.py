@@ -2,15 +2,19 @@ from __future__ import annotations
 
 import argparse
 
-from contextrast.commands._common import add_config_arguments, config_from_args
+from contextrast.commands._common import add_config_arguments, config_from_args, switches_text
 
 HELP = "train an SCRNet variant with any loss; resumes when the run directory has a last/ checkpoint"
 EXAMPLES = """  contextrast train --set train.data=toy --set train.iterations=200 --set train.run_dir=runs/toy
-  contextrast train --config configs/camvid_cpu.yaml --set train.run_dir=runs/camvid-cpu-contextrast
-  contextrast train --config configs/camvid_cpu.yaml --set loss.name=ce --set model.align=bilinear \\
-      --set train.run_dir=runs/camvid-cpu-ce-bilinear
+  contextrast train --config configs/camvid_cpu.yaml --set train.data=camvid:$CAMVID \\
+      --set train.run_dir=runs/camvid-contextrast
+  contextrast train --config configs/camvid_cpu.yaml --set train.data=camvid:$CAMVID --set loss.name=ce \\
+      --set model.align=bilinear --set train.run_dir=runs/camvid-ce-bilinear
   torchrun --nproc_per_node 2 -m contextrast.cli train --config configs/camvid.yaml   # several GPUs
-  (kill it and run the same command again: it resumes from run_dir/last)"""
+  (kill it and run the same command again: it resumes from run_dir/last)
+
+switches (every key and its default: contextrast/config.py; what each means: docs/METHOD.md):
+""" + switches_text()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

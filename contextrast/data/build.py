@@ -8,6 +8,7 @@ from typing import NamedTuple
 from contextrast.data import ade20k, bdd100k, camvid, cityscapes, coco_stuff, folder, pascal_context, toy  # noqa: F401
 from contextrast.data.base import SegmentationDataset, Transform
 from contextrast.data.registry import DATASETS
+from contextrast.data.splits import filter_samples, parse_split
 
 SPEC_FORMS = ("camvid:/path", "cityscapes:/path", "ade20k:/path", "pascal_context:/path", "coco_stuff:/path",
               "bdd100k:/path", "folder:/path", "toy", "toy:n=64,size=96x128,seed=0")
@@ -49,10 +50,21 @@ def parse_spec(spec: str) -> DatasetSpec:
 
 
 def build_dataset(spec: str, split: str = "train", transform: Transform | None = None) -> SegmentationDataset:
-    """The dataset a spec names, for one split. Bad roots raise FileNotFoundError naming the expected layout;
-    unknown splits raise ValueError listing the available ones."""
+    """The dataset a spec names, for one split (or a filtered one, `train:without=0006R0`, `contextrast.data.splits`).
+    Bad roots raise FileNotFoundError naming the expected layout; unknown splits raise ValueError listing the
+    available ones."""
     parsed = parse_spec(spec)
+    split_spec = parse_split(split)
     cls = DATASETS.get(parsed.name)
     if parsed.root is not None:
-        return cls(parsed.root, split=split, transform=transform)
-    return cls(split=split, transform=transform, **parsed.options)
+        dataset = cls(parsed.root, split=split_spec.split, transform=transform)
+    else:
+        dataset = cls(split=split_spec.split, transform=transform, **parsed.options)
+    if split_spec.mode is not None:
+        if not dataset.samples:
+            raise ValueError(f"dataset {parsed.name!r} is generated, not files: split filters ({split}) need a "
+                             "dataset of named image files")
+        keep = filter_samples(dataset.names, split_spec)
+        dataset.samples = [dataset.samples[i] for i in keep]
+        dataset.split = split
+    return dataset

@@ -8,7 +8,7 @@ NCCL on CUDA). A run directory holds everything a run writes:
     run_dir/metrics.jsonl   one JSON object per log step and per validation
     run_dir/last/           model + model card + training state (resume point), written atomically
     run_dir/best/           best validation mIoU so far (model + card)
-    run_dir/final/          the model at the end of training
+    run_dir/final/          the model at the end of training (the EMA of the weights when train.ema_decay > 0)
 
 Starting a run whose run_dir has `last/` resumes from it (same result as an uninterrupted run up
 to data order, because the sampler is re-seeded from the iteration it resumes at).
@@ -32,20 +32,20 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from contextrast.config import ExperimentConfig, replace, save_config
 from contextrast.data import build_dataset
+from contextrast.data.statistics import log_frequency_weights
 from contextrast.data.transforms import EvalTransform, TrainTransform
-from contextrast.engine.checkpoint import (
-    ModelCard,
-    capture_rng_state,
-    code_version,
-    hardware_string,
-    load_checkpoint,
-    load_training_state,
-    restore_rng_state,
-    save_checkpoint,
-    save_training_state,
-)
+from contextrast.engine.card import ModelCard
+from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import resolve_device
+from contextrast.engine.optim import build_optimizer, poly_lr, weight_average
+from contextrast.engine.provenance import code_version, hardware_string
+from contextrast.engine.training_state import (
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from contextrast.losses import build_loss
 from contextrast.models import build_model
 
@@ -81,22 +81,6 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def poly_lr(base_lr: float, power: float, total: int) -> Callable[[int], float]:
-    return lambda it: base_lr * (1 - min(it, total) / total) ** power
-
-
-def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    t = cfg.train
-    # No weight decay on norms, biases and CRM's γ: standard practice, and γ must be free to grow.
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.endswith("gamma") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
-    return torch.optim.AdamW(groups, lr=t.lr)
 
 
 def load_init_weights(model: nn.Module, path: str) -> str:
@@ -170,6 +154,8 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
     # --- model, loss, optimiser ----------------------------------------------------------------
     torch.manual_seed(t.seed)
     model = build_model(cfg.model)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     init_note = load_init_weights(model, t.init_from) if t.init_from else ""
     if t.sync_bn and world > 1:
         if device.type == "cuda":
@@ -177,20 +163,27 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
         elif main:  # torch's SyncBatchNorm has no CPU kernel
             print("note: train.sync_bn ignored on CPU (SyncBatchNorm needs CUDA); BN statistics stay per process", flush=True)
     model.to(device)
-    loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index).to(device)
-    loss_fn.seed = t.seed  # contrastive sampling is drawn from (seed, call count): repeatable
+    weights = None
+    if cfg.loss.class_weights == "log_frequency":
+        weights = torch.as_tensor(log_frequency_weights(train_set), dtype=torch.float32)
+    # contrastive sampling is drawn from (seed, call count): repeatable, and resumable
+    loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index, seed=t.seed, class_weights=weights).to(device)
     optimizer = build_optimizer(model, cfg)
-    lr_at = poly_lr(t.lr, t.poly_power, t.iterations)
+    ema = weight_average(model, t.ema_decay)
+    lr_at = poly_lr(t.lr, t.poly_power, t.iterations, t.lr_warmup)
     use_amp = t.amp and device.type == "cuda"
+    autocast_dtype = torch.float16 if use_amp else torch.bfloat16
+    use_autocast = use_amp or (t.cpu_bf16 and device.type == "cpu")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     # --- resume --------------------------------------------------------------------------------
     start_iter, elapsed, best_miou = 0, 0.0, None
     if (run_dir / "last").is_dir():
-        state = load_training_state(run_dir / "last", model, optimizer, scaler if use_amp else None)
+        extra = {"ema": ema} if ema is not None else {}
+        state = load_training_state(run_dir / "last", model, optimizer, scaler if use_amp else None, extra)
         start_iter, elapsed, best_miou = state["iteration"], state["elapsed"], state.get("best_miou")
         restore_rng_state(state["rng"])
-        loss_fn.calls = start_iter * t.grad_accum  # continue the loss's sampling stream where it stopped
+        loss_fn.resume_at(start_iter * t.grad_accum)  # continue the loss's sampling stream where it stopped
         init_note = f"resumed from {run_dir / 'last'} at iteration {start_iter}"
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +194,9 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
         ddp_model = nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            # heads the loss does not use (projection heads under `ce`) get no gradient
-            find_unused_parameters=not loss_fn.needs_embeddings,
+            # The graph changes during a run: projection heads run only once the contrastive term starts, and a
+            # loss reads only its own layers (`loss_fn.embedding_layers`); heads that did not run get no gradient.
+            find_unused_parameters=True,
         )
 
     generator = torch.Generator().manual_seed(t.seed + start_iter)
@@ -232,8 +226,14 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
         if hooks.on_log is not None and main:
             hooks.on_log(record)
 
+    def shipped_model() -> nn.Module:
+        """What validation and the best/final checkpoints use: the EMA when there is one."""
+        return ema.module if ema is not None else model
+
     def save(kind: str, iteration: int, metrics: dict) -> Path:
         card = model_card(cfg, info, f"{run_dir.name}-{kind}", iteration, elapsed, metrics)
+        if ema is not None:
+            card.train["weights"] = f"EMA of the weights, decay {t.ema_decay}"
         path = run_dir / kind
         if kind == "last":
             save_training_state(
@@ -241,9 +241,10 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
                 {"iteration": iteration, "elapsed": elapsed, "best_miou": best_miou,
                  "rng": capture_rng_state()},
                 card=card,
+                extra={"ema": ema} if ema is not None else None,
             )
         else:
-            save_checkpoint(path, model, card)
+            save_checkpoint(path, shipped_model(), card)
         return path
 
     if main and init_note:
@@ -261,25 +262,34 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
     window_imgs, window_start = 0, time.perf_counter()
     while it < t.iterations:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(it)
+            group["lr"] = lr_at(it) * group.get("lr_scale", 1.0)
         optimizer.zero_grad(set_to_none=True)
         terms_sum: dict[str, float] = {}
         for _ in range(t.grad_accum):
             batch = next(batches)
             images = batch["image"].to(device, non_blocking=True)
+            if t.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             masks = batch["mask"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = ddp_model(images, return_embeddings=loss_fn.needs_embeddings)
+            progress = it / t.iterations
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+                out = ddp_model(images, return_embeddings=loss_fn.embedding_layers(progress))
             # losses compute in fp32 (METHOD.md §2: logits and similarities in fp32)
-            result = loss_fn(out, masks, progress=it / t.iterations)
+            result = loss_fn(out, masks, progress=progress)
+            if not math.isfinite(result.terms["total"]):  # before backward, which can crash on NaN
+                raise FloatingPointError(
+                    f"loss is not finite at iteration {it}: {result.terms}; the run diverged (lower train.lr)"
+                )
             scaler.scale(result.total / t.grad_accum).backward()
             for k, v in result.terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + v / t.grad_accum
             window_imgs += images.shape[0] * world
-        if not math.isfinite(terms_sum.get("total", 0.0)):
-            raise FloatingPointError(f"loss is not finite at iteration {it}: {terms_sum}")
-        scaler.step(optimizer)
+        if not use_amp and not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+            raise FloatingPointError(f"gradients are not finite at iteration {it}; the run diverged (lower train.lr)")
+        scaler.step(optimizer)  # under fp16 AMP the scaler skips steps with non-finite gradients itself
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(model)
         it += 1
         now = time.perf_counter()
         elapsed += now - tic
@@ -298,7 +308,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
         request = hooks.should_stop() if hooks.should_stop is not None else None
         if it % t.val_interval == 0 or it == t.iterations or request == "stop":
             if main:
-                metrics = evaluate(model, val_set, device=device, boundary=False)
+                metrics = evaluate(shipped_model(), val_set, device=device, boundary=False)
                 model.train()
                 miou = metrics["miou"]
                 log({"iter": it, "val": {"miou": miou, "aacc": metrics["aacc"], "macc": metrics["macc"]}})

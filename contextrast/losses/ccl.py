@@ -3,11 +3,14 @@
 METHOD.md §2. Per layer i (of four), with Y_i the nearest-downsampled ground truth:
 - anchors a_i^n = batch mean of class-n embeddings; contextual update â_i^n = w_l·a_i^n + w_h·a_I^n
   where n is present at the deepest layer I; L2-normalised;
-- per anchor, ≤ P positives (class-n pixels) and ≤ K negatives, drawn uniformly; negatives are BANE's
-  kept error pixels of n first, then random other-class pixels (switch `negatives`);
+- per anchor, ≤ P positives (class-n pixels) and ≤ K negatives, drawn uniformly; how negatives are drawn is the
+  `negatives` switch (`NEGATIVES`: BANE's kept error pixels of n first, then random other-class pixels; BANE only;
+  random only);
 - L_i(n) = −(1/|Z₊|) Σ_{z₊} log( e^{â·z₊/τ} / (e^{â·z₊/τ} + Σ_{z₋} e^{â·z₋/τ}) ),
-  L_i = mean over classes present at layer i, L_CCL = Σ_i λ_i L_i.
-Gradients reach the embeddings both through the sampled pixels and through the anchors (class means).
+  L_i = mean over classes present at layer i (that have a negative, `skip_anchors_without_negatives`),
+  L_CCL = Σ_i λ_i L_i.
+Gradients reach the embeddings both through the sampled pixels and through the anchors (class means); the deepest
+layer's anchor enters the shallower layers' updates detached (`detach_deep_anchor`).
 Everything is vectorised over images and classes; the only Python loop is over the four layers.
 """
 
@@ -18,10 +21,11 @@ from torch import Tensor
 
 from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.anchors import class_means, contextual_update
-from contextrast.losses.bane import BaneSelection, bane_negatives
-from contextrast.losses.base import LOSSES, SegmentationLoss
-from contextrast.losses.grid import flat_to_coords, nearest_resize, prediction_at, similarity_to
+from contextrast.losses.bane import BaneSelection, bane_on_grid, fine_error_distance
+from contextrast.losses.base import SegmentationLoss
+from contextrast.losses.grid import flat_to_coords, nearest_resize, similarity_to
 from contextrast.losses.record import BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE, LayerRecord, SampledPixels
+from contextrast.losses.registry import LOSSES, NEGATIVES
 from contextrast.losses.sampling import top_keys
 
 _FILL = -1e9  # stands in for log 0 on unused negative slots: finite, so no NaN gradient when a row is empty
@@ -36,17 +40,40 @@ def info_nce(pos: Tensor, pos_ok: Tensor, neg: Tensor, neg_ok: Tensor) -> Tensor
     return (per_positive * pos_ok).sum(1) / pos_ok.sum(1).clamp(min=1)
 
 
+def _bane_first(keys: Tensor, other: Tensor, hard: Tensor | None, neg_inf: Tensor) -> Tensor:
+    """bane+random: every BANE candidate (key in [1, 2)) ranks before any random fill (key in [0, 1))."""
+    return torch.where(other, keys + hard, neg_inf)
+
+
+def _bane_only(keys: Tensor, other: Tensor, hard: Tensor | None, neg_inf: Tensor) -> Tensor:
+    """bane: BANE's kept error pixels of the anchor's class only (fewer than K when BANE keeps fewer)."""
+    return torch.where(hard, keys, neg_inf)
+
+
+def _random_only(keys: Tensor, other: Tensor, hard: Tensor | None, neg_inf: Tensor) -> Tensor:
+    """random: uniformly drawn pixels of other (non-ignored) classes."""
+    return torch.where(other, keys, neg_inf)
+
+
+# A negative strategy maps one i.i.d. key per (anchor, pixel) (K, N), the other-class mask (K, N) and BANE's kept
+# error pixels of each anchor's class (K, N) (None when unused) to keys whose K largest are the negatives.
+NEGATIVES.register("bane+random", "BANE negatives first, the rest of the K filled at random (default)")(_bane_first)
+NEGATIVES.register("bane", "BANE negatives only")(_bane_only)
+NEGATIVES.register("random", "random other-class pixels only (the `ccl` baseline)")(_random_only)
+for _strategy, _uses_bane in ((_bane_first, True), (_bane_only, True), (_random_only, False)):
+    _strategy.uses_bane = _uses_bane  # type: ignore[attr-defined]  (whether BANE must run for it)
+
+
 class ContextualContrastiveLoss(SegmentationLoss):
-    """CE + α·L_CCL. `negatives`: 'bane+random' | 'bane' | 'random' (METHOD.md §2 "BANE")."""
+    """CE + α·L_CCL with the negatives of `negatives` (a `NEGATIVES` name; METHOD.md §2 "BANE")."""
 
-    needs_embeddings = True
-    term_name = "ccl"
+    contrastive_layers = (0, 1, 2, 3)
 
-    def __init__(self, cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, negatives: str = ""):
-        super().__init__(cfg, num_classes, ignore_index)
+    def __init__(self, cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, negatives: str = "",
+                 **options) -> None:
+        super().__init__(cfg, num_classes, ignore_index, **options)
         self.negatives = negatives or cfg.negatives
-        if self.negatives not in ("bane+random", "bane", "random"):
-            raise ValueError(f"negatives must be one of bane+random, bane, random; got {self.negatives!r}")
+        self.draw_negatives = NEGATIVES.get(self.negatives)
 
     def contrastive(
         self, logits: Tensor, embeddings: list[Tensor], target: Tensor, generator: torch.Generator, record: bool
@@ -61,13 +88,21 @@ class ContextualContrastiveLoss(SegmentationLoss):
         flat = [e.flatten(2) for e in embeddings]
         raw = [class_means(e, y, k) for e, y in zip(flat, labels)]
         deep, deep_counts = raw[-1]
-        use_bane = self.negatives != "random"
+        if self.cfg.detach_deep_anchor:
+            deep = deep.detach()
+        use_bane = getattr(self.draw_negatives, "uses_bane", True)
+        fine_distance = (fine_error_distance(logits, target, self.cfg.bane_distance_stride, self.ignore_index)
+                         if use_bane else None)
         total = logits.new_zeros((), dtype=torch.float32)
         layers: list[LayerRecord] = []
-        for i, (emb, emb_flat, y, (means, counts)) in enumerate(zip(embeddings, flat, labels, raw)):
-            anchors = contextual_update(means, counts > 0, deep, deep_counts > 0, self.cfg.w_h)
-            pred_i = prediction_at(logits, tuple(emb.shape[-2:])) if use_bane else None
-            bane = bane_negatives(pred_i, y, self.cfg.bane_percent, self.ignore_index) if pred_i is not None else None
+        last = len(embeddings) - 1
+        for i, (emb_flat, y, (means, counts)) in enumerate(zip(flat, labels, raw)):
+            if i == last:  # the deepest layer's own anchor is its mean (w_l·a + w_h·a = a)
+                anchors = torch.nn.functional.normalize(means, dim=1)
+            else:
+                anchors = contextual_update(means, counts > 0, deep, deep_counts > 0, self.cfg.w_h)
+            pred_i, bane = (bane_on_grid(logits, y, self.cfg, generator, fine_distance, self.ignore_index)
+                            if use_bane else (None, None))
             layer_loss, class_loss, samples = self._layer(
                 emb_flat, y, pred_i, bane, anchors, counts > 0, generator, record
             )
@@ -87,8 +122,9 @@ class ContextualContrastiveLoss(SegmentationLoss):
         generator: torch.Generator,
         record: bool,
     ) -> tuple[Tensor, Tensor, SampledPixels | None]:
-        """One layer: sample per anchor, InfoNCE per class, mean over present classes.
-        emb (B, D, h·w) (flattened), y (B, h, w). Returns (L_i, per-class L_i(n) (K,), the sampled pixels when recording)."""
+        """One layer: sample per anchor, InfoNCE per class, mean over present classes (with a negative, when
+        `skip_anchors_without_negatives`). emb (B, D, h·w) (flattened), y (B, h, w).
+        Returns (L_i, per-class L_i(n) (K,), the sampled pixels when recording)."""
         k, n = self.num_classes, y.numel()
         flat_y = y.reshape(-1)
         cls = torch.arange(k, device=y.device)[:, None]
@@ -100,17 +136,12 @@ class ContextualContrastiveLoss(SegmentationLoss):
         hard = None
         if bane is not None and pred is not None:
             hard = (pred.reshape(-1)[None] == cls) & bane.keep.reshape(-1)[None]  # kept error pixels of n
-        if hard is None:
-            neg_keys = torch.where(other, keys, neg_inf)
-        elif self.negatives == "bane":
-            neg_keys = torch.where(hard, keys, neg_inf)
-        else:  # bane+random: every BANE candidate (key in [1, 2)) ranks before any random fill (key in [0, 1))
-            neg_keys = torch.where(other, keys + hard, neg_inf)
-        neg_idx, neg_ok = top_keys(neg_keys, self.cfg.max_negatives)
+        neg_idx, neg_ok = top_keys(self.draw_negatives(keys, other, hard, neg_inf), self.cfg.max_negatives)
         sims = similarity_to(anchors, emb)  # (K, N)
         pos, neg = sims.gather(1, pos_idx) / self.cfg.tau, sims.gather(1, neg_idx) / self.cfg.tau
         class_loss = info_nce(pos, pos_ok, neg, neg_ok)
-        layer_loss = (class_loss * present).sum() / present.sum().clamp(min=1)
+        counted = present & neg_ok.any(1) if self.cfg.skip_anchors_without_negatives else present
+        layer_loss = (class_loss * counted).sum() / counted.sum().clamp(min=1)
         samples = None
         if record:
             neg_hard = hard.gather(1, neg_idx) if hard is not None else torch.zeros_like(neg_ok)
@@ -180,13 +211,17 @@ class ContextualContrastiveLoss(SegmentationLoss):
         )
 
 
-@LOSSES.register("contextrast")
-def build_contextrast(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX) -> ContextualContrastiveLoss:
+@LOSSES.register("ccl", "CE + CCL with random negatives (baseline)")
+def build_ccl(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, **options) -> ContextualContrastiveLoss:
+    """CE + α·CCL with random negatives only (METHOD.md §2 "Baselines"); `loss.negatives` is Contextrast's switch."""
+    if cfg.negatives not in (LossConfig.negatives, "random"):
+        raise ValueError(f"loss ccl draws random negatives by definition; negatives={cfg.negatives!r} is the "
+                         f"contextrast loss's switch (use loss.name=contextrast)")
+    return ContextualContrastiveLoss(cfg, num_classes, ignore_index, negatives="random", **options)
+
+
+@LOSSES.register("contextrast", "CE + CCL with BANE negatives (loss.negatives): Contextrast (default)")
+def build_contextrast(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX,
+                      **options) -> ContextualContrastiveLoss:
     """CE + α·CCL with BANE negatives (`cfg.negatives`, default bane+random)."""
-    return ContextualContrastiveLoss(cfg, num_classes, ignore_index)
-
-
-@LOSSES.register("ccl")
-def build_ccl(cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX) -> ContextualContrastiveLoss:
-    """CE + α·CCL with random negatives only, whatever `cfg.negatives` says (METHOD.md §2 "Baselines")."""
-    return ContextualContrastiveLoss(cfg, num_classes, ignore_index, negatives="random")
+    return ContextualContrastiveLoss(cfg, num_classes, ignore_index, **options)

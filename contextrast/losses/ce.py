@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from contextrast.losses.base import LOSSES, SegmentationLoss
+from contextrast.losses.base import SegmentationLoss
+from contextrast.losses.registry import LOSSES
 
 
-@LOSSES.register("ce")
+@LOSSES.register("ce", "cross-entropy only (+ the auxiliary head), plain or OHEM (loss.ce)")
 class CrossEntropyLoss(SegmentationLoss):
-    """L = CE(logits, Y) + aux_weight·CE(aux↑, Y); accepts a plain logits tensor or an SCRNetOutput."""
+    """L = CE(logits, Y) + aux_weight·CE(aux↑, Y) (plain or OHEM CE, `loss.ce`)."""

@@ -1,21 +1,22 @@
-"""Putting labels and predictions on each layer's grid (METHOD.md §2: "Y_i = ground truth nearest-downsampled")."""
+"""Putting labels and predictions on each layer's grid (METHOD.md §2: "Y_i = ground truth nearest-downsampled"),
+read where the layer's features sit: position o of a stride-s map at input pixel s·o (`contextrast.pixel_grid`)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from contextrast.pixel_grid import sample_indices
 
 
 def nearest_indices(size_in: int, size_out: int, device: torch.device) -> Tensor:
-    """The source index of every output position under torch's 'nearest' resize (taken from
-    `F.interpolate` itself on an index ramp, so the two can never disagree)."""
-    ramp = torch.arange(size_in, device=device, dtype=torch.float32).view(1, 1, size_in)
-    return F.interpolate(ramp, size=size_out, mode="nearest").view(-1).long()
+    """The source index of every output position: o ↦ min(s·o, size_in − 1), s the stride ratio
+    (`pixel_grid.sample_indices`)."""
+    return sample_indices(size_in, size_out, device)
 
 
 def nearest_resize(labels: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, H, W) integer map → (B, h, w) long, nearest neighbour as `F.interpolate(mode='nearest')`."""
+    """(B, H, W) integer map → (B, h, w) long, each position reading the input pixel its feature sits on."""
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels.long()
     rows = nearest_indices(labels.shape[-2], size[0], labels.device)

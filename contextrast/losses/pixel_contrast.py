@@ -1,7 +1,8 @@
 """`pixel_contrast`: the pixel-to-pixel supervised contrastive loss of Wang et al., "Exploring Cross-Image
 Pixel Contrast for Semantic Segmentation", ICCV 2021 (METHOD.md §2 "Baselines").
 
-On the last-stage embedding E4 with its nearest-downsampled labels and prediction:
+On one encoder layer's embedding (`pc_layer`, default E2 at stride 8: the method samples anchors at stride 4–8;
+the last stage's stride 32 leaves an 8×8 grid per 256² crop) with its nearest-downsampled labels and prediction:
 - hard-anchor sampling: every (image, class) present is a unit; each unit gets n_view =
   min(pc_max_per_class, pc_max_anchors // #units) views, half of them wrongly predicted ("hard")
   when it can, the rest correctly predicted ("easy") — the reference code's keep rule, written so that
@@ -17,9 +18,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from contextrast.losses.base import LOSSES, SegmentationLoss
+from contextrast.config import IGNORE_INDEX, LossConfig
+from contextrast.losses.base import SegmentationLoss
 from contextrast.losses.grid import flat_to_coords, gather_pixels, nearest_resize, prediction_at
 from contextrast.losses.record import ANCHOR_SAMPLE, LayerRecord, SampledPixels
+from contextrast.losses.registry import LOSSES
 from contextrast.losses.sampling import random_rank_within_groups
 
 BASE_TEMPERATURE = 0.07  # the reference code scales the loss by τ/τ_base
@@ -45,18 +48,19 @@ def hard_anchor_quota(num_hard: Tensor, num_easy: Tensor, n_view: int) -> tuple[
     return hard_keep, easy_keep
 
 
-@LOSSES.register("pixel_contrast")
+@LOSSES.register("pixel_contrast", "CE + pixel-to-pixel contrast (Wang et al. ICCV 2021) on one layer (loss.pc_layer)")
 class PixelContrastLoss(SegmentationLoss):
-    """CE + α·pixel-to-pixel contrast with hard-anchor sampling on E4 (τ = pc_tau, ≤ pc_max_anchors views,
+    """CE + α·pixel-to-pixel contrast with hard-anchor sampling on E_{pc_layer} (τ = pc_tau, ≤ pc_max_anchors views,
     ≤ pc_max_per_class per (image, class))."""
 
-    needs_embeddings = True
-    term_name = "pixel_contrast"
+    def __init__(self, cfg: LossConfig, num_classes: int, ignore_index: int = IGNORE_INDEX, **options) -> None:
+        super().__init__(cfg, num_classes, ignore_index, **options)
+        self.contrastive_layers = (int(cfg.pc_layer),)
 
     def contrastive(
         self, logits: Tensor, embeddings: list[Tensor], target: Tensor, generator: torch.Generator, record: bool
     ) -> tuple[Tensor, list[LayerRecord]]:
-        emb = embeddings[-1]
+        emb = embeddings[self.cfg.pc_layer]
         size = tuple(emb.shape[-2:])
         y = nearest_resize(target, size)
         pred = prediction_at(logits, size)
@@ -70,7 +74,7 @@ class PixelContrastLoss(SegmentationLoss):
         n_units = int(present.sum())
         loss = emb.new_zeros((), dtype=torch.float32)
         if n_units == 0:
-            return loss, [self._record(y, pred, None)] if record else []
+            return loss, [self._record(self.cfg.pc_layer, y, pred, None)] if record else []
         n_view = min(self.cfg.pc_max_per_class, self.cfg.pc_max_anchors // n_units)
         if n_view == 0:  # more units than anchors: one view for a random subset of pc_max_anchors units
             n_view = 1
@@ -86,14 +90,14 @@ class PixelContrastLoss(SegmentationLoss):
         features = gather_pixels(emb.float(), index)  # (M, D)
         per_view, has_pos = supervised_contrast(features, view_labels, self.cfg.pc_tau)
         loss = (per_view * has_pos).sum() / has_pos.sum().clamp(min=1)
-        layers = [self._record(y, pred, (index, view_labels, per_view.detach(), has_pos, loss))] if record else []
+        layers = [self._record(self.cfg.pc_layer, y, pred, (index, view_labels, per_view.detach(), has_pos, loss))] if record else []
         return loss, layers
 
     @staticmethod
-    def _record(y: Tensor, pred: Tensor, views: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None) -> LayerRecord:
+    def _record(layer: int, y: Tensor, pred: Tensor, views: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None) -> LayerRecord:
         """views: (flat index (M,), labels (M,), per-view loss (M,), has_positive (M,), loss) or None."""
         rec = LayerRecord(
-            layer=3,
+            layer=layer,
             grid=(int(y.shape[-2]), int(y.shape[-1])),
             labels=y.cpu(),
             prediction=pred.cpu(),

@@ -4,24 +4,25 @@ Contextrast projection heads (METHOD.md §1 "Head", §2 "Embeddings")."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from contextrast.models.layers import conv_bn_relu
+from contextrast.pixel_grid import upsample
 
 
 class SegmentationHead(nn.Module):
     """Decoder levels P1..P4 (each (B, C, ·, ·)) → upsample to P1's size, concat, 3×3 conv, 1×1 classifier."""
 
-    def __init__(self, channels: int, num_classes: int, levels: int = 4):
+    def __init__(self, channels: int, num_classes: int, levels: int = 4, grid: str = "centred"):
         super().__init__()
+        self.grid = grid
         self.fuse = conv_bn_relu(channels * levels, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, levels: list[Tensor]) -> Tensor:
-        size = levels[0].shape[-2:]
-        ups = [levels[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in levels[1:]]
+        size = tuple(levels[0].shape[-2:])
+        ups = [levels[0]] + [upsample(p, size, self.grid) for p in levels[1:]]
         return self.classifier(self.fuse(torch.cat(ups, dim=1)))
 
 

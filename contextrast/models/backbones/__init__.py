@@ -11,8 +11,8 @@ from torch import nn
 
 from contextrast.models.backbones import resnet as _resnet  # noqa: F401  (registers resnets)
 from contextrast.models.backbones.base import Backbone
-from contextrast.models.backbones.registry import BACKBONES
 from contextrast.models.backbones.timm_backbone import TimmBackbone
+from contextrast.models.registry import BACKBONES
 
 
 def create_backbone(name: str, in_channels: int = 3) -> nn.Module:

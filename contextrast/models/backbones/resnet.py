@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from torch import Tensor, nn
 
 from contextrast.models.backbones.base import Backbone
-from contextrast.models.backbones.registry import BACKBONES
+from contextrast.models.registry import BACKBONES
 
 
 class BasicBlock(nn.Module):
@@ -116,18 +116,16 @@ def load_torchvision_state_dict(model: ResNet, state_dict: Mapping[str, Tensor])
     model.load_state_dict(filtered, strict=True)
 
 
-@BACKBONES.register("resnet18")
+@BACKBONES.register("resnet18", "ResNet-18 (torchvision layout: its weights load)")
 def resnet18(in_channels: int = 3) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), 64, in_channels)
 
 
-@BACKBONES.register("resnet50")
-def resnet50(in_channels: int = 3) -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), 64, in_channels)
-
-
-@BACKBONES.register("resnet18_light")
+@BACKBONES.register("resnet18_light", "ResNet-18 at half width (32-64-128-256): trains from scratch on a CPU")
 def resnet18_light(in_channels: int = 3) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), 32, in_channels)
 
 
+@BACKBONES.register("resnet50", "ResNet-50 (torchvision layout: its weights load)")
+def resnet50(in_channels: int = 3) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), 64, in_channels)
