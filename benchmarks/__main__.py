@@ -6,9 +6,10 @@ Sections: `limit` (this machine's derived fp32 / bf16 peaks, the large-matmul ra
 alone), `precision` (fp32 vs bf16 autocast on the shipped CamVid model: the measurement behind the inference
 default), `eval` (`contextrast eval` beside the bare forward pass over the same images), `cost` (parameters
 and GMACs per architecture variant), `training` (step ratio contextrast/ce, loss vs loop reference, BANE
-distance transform vs scipy), `app` (cold start to the first prediction, each lab interaction through the
-app's API, the analysis of one image, UMAP of 10k/20k/30k points with the forward passes), `gpu` (with CUDA
-only; "not run: no GPU" otherwise). Results go to `<out>/<machine slug>.json`; docs/performance.md is
+distance transform vs scipy, the trainer's images/s as configured against channels_last, bf16 and compile),
+`app` (cold start to the first prediction, each lab interaction through the app's API, the analysis of one
+image, UMAP of 10k/20k/30k points with the forward passes), `gpu` (with CUDA only; "not run: no GPU"
+otherwise). Results go to `<out>/<machine slug>.json`; docs/performance.md is
 generated from that file alone. Every section records the 1-minute load average before and after it.
 
     python -m benchmarks --quick                      # every section, short (≤ 8 min on a 2-core CPU)
@@ -107,11 +108,13 @@ def _cost(plan: Plan) -> dict[str, Any]:
 
 @SECTIONS.register("training")
 def _training(plan: Plan) -> dict[str, Any]:
-    from benchmarks import training
+    from benchmarks import trainer_speed, training
 
     if plan.tiny:
         return training.run(True, edt_batch=1, edt_size=TINY_SIZE, steps=False)
-    return training.run(plan.quick)
+    result = training.run(plan.quick)
+    result["trainer"] = _guarded("trainer throughput", lambda: trainer_speed.run(plan.quick))
+    return result
 
 
 def _guarded(name: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -225,7 +228,7 @@ def run(args: argparse.Namespace, command: str = "python -m benchmarks") -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[13:]))
+                                     epilog=__doc__[__doc__.index("    python -m"):])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -115,7 +115,7 @@ def run(url: str, quick: bool = False, client: Any = None) -> dict[str, Any]:
         current = [next((p.get("parameter_default") for p in endpoints.parameters("/model_classes")), None)]
         # another model of the page model's dataset (same name prefix), so the sample's labels still apply
         prefix = str(current[0]).split("-")[0]
-        twins = [m for m in models if m != current[0] and str(m).split("-")[0] == prefix]
+        others = [m for m in models if m != current[0] and str(m).split("-")[0] == prefix]
 
         def new_sample(i: int):
             s, m = samples[i % len(samples)], current[0]
@@ -123,7 +123,7 @@ def run(url: str, quick: bool = False, client: Any = None) -> dict[str, Any]:
                     ("/errors_image_sample", {"sample": s, "model": m})]
 
         def new_model(i: int):  # on the sample just loaded: the other model has not seen it yet
-            s, m = samples[i % len(samples)], twins[i % len(twins)] if twins else current[0]
+            s, m = samples[i % len(samples)], others[i % len(others)] if others else current[0]
             return [("/model_classes", {"model_name": m}), ("/analyse_model", {"sample_name": s, "model_name": m}),
                     ("/errors_image_model", {"sample": s, "model": m})]
 

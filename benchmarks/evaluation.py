@@ -107,13 +107,17 @@ def precision_run(quick: bool = False, checkpoints_dir: str | Path = ROOT / "che
     }
 
 
-def _bare_forward(model: torch.nn.Module, images: list[torch.Tensor], precision: str) -> float:
-    """Seconds of the model alone over `images` in batches of `DEFAULT_BATCH` (nothing read, nothing counted)."""
+def _bare_forward(model: torch.nn.Module, images: list[torch.Tensor], precision: str) -> tuple[float, int]:
+    """(seconds, images run) of the model alone over `images` in batches of `DEFAULT_BATCH` (nothing read,
+    nothing counted)."""
+    done = 0
     t0 = time.perf_counter()
     with torch.inference_mode(), autocast(precision, "cpu"):
         for i in range(0, len(images), DEFAULT_BATCH):
-            logits_of(model(torch.stack(images[i : i + DEFAULT_BATCH]))).argmax(1)
-    return time.perf_counter() - t0
+            batch = torch.stack(images[i : i + DEFAULT_BATCH])
+            logits_of(model(batch)).argmax(1)
+            done += batch.shape[0]
+    return time.perf_counter() - t0, done
 
 
 def _cli_eval(path: Path, spec: str, count: int) -> dict[str, Any]:
@@ -130,19 +134,22 @@ def _cli_eval(path: Path, spec: str, count: int) -> dict[str, Any]:
             f"--max-images {count}"}
 
 
-def eval_run(quick: bool = False, checkpoints_dir: str | Path = ROOT / "checkpoints") -> dict[str, Any]:
-    """See the module docstring."""
+def eval_run(quick: bool = False, checkpoints_dir: str | Path = ROOT / "checkpoints", images: int | None = None,
+             cli: bool = True) -> dict[str, Any]:
+    """See the module docstring. `images`: how many val images (default: 24 in quick mode, else all);
+    `cli`: also time the `contextrast eval` command."""
     found = camvid_subject(checkpoints_dir)
     if isinstance(found, str):
         return {"skipped": f"not measured: {found}"}
     model, data = _prepared(*found)
-    count = min(len(data), 24 if quick else len(data))
+    count = min(len(data), images or (24 if quick else len(data)))
     precision = resolve_precision("auto", "cpu")
-    images = [data[i]["image"] for i in range(count)]
-    _bare_forward(model, images[:DEFAULT_BATCH], precision)  # warm-up
+    pictures = [data[i]["image"] for i in range(count)]
+    _bare_forward(model, pictures[:DEFAULT_BATCH], precision)  # warm-up
     forward, evaluated, per_image = [], [], []
     for _ in range(1 if quick else 2):  # interleaved rounds: load changes hit both alike
-        forward.append(_bare_forward(model, images, precision))
+        seconds, forwarded = _bare_forward(model, pictures, precision)
+        forward.append(seconds)
         t0 = time.perf_counter()
         metrics = evaluate(model, data, max_images=count, precision=precision)
         evaluated.append(time.perf_counter() - t0)
@@ -155,9 +162,10 @@ def eval_run(quick: bool = False, checkpoints_dir: str | Path = ROOT / "checkpoi
         "batch_size": DEFAULT_BATCH, "forward_s": min(forward), "evaluate_s": min(evaluated),
         "ratio": min(evaluated) / min(forward), "ratio_target": EVAL_RATIO_TARGET,
         "forward_ms_per_image": 1e3 * min(forward) / count, "evaluate_ms_per_image": 1e3 * min(evaluated) / count,
-        "miou": metrics["miou"],
+        "miou": metrics["miou"], "forward_images": forwarded, "evaluate_images": metrics["images"],
     }
     if per_image:
         result["evaluate_batch1_no_loader_s"] = min(per_image)
-    result["cli"] = _cli_eval(found[0], found[1], count)
+    if cli:
+        result["cli"] = _cli_eval(found[0], found[1], count)
     return result

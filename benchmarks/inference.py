@@ -1,8 +1,8 @@
 """Inference speed of the shipped networks, as a share of the machine's derived limit (benchmarks/limits.py).
 
-For each distinct network among `checkpoints/*/model_card.json` (twins that differ only in their weights are
-timed once: speed does not depend on the weights; with no checkpoint, the default light SCRNet with random
-weights) and each size (360×480 CamVid, 1024×2048 Cityscapes), the execution variants below run
+For each distinct network among `checkpoints/*/model_card.json` (networks that differ only in their weights
+or number of classes are timed once: speed does not depend on the weights; with no checkpoint, the default
+light SCRNet with random weights) and each size (360×480 CamVid, 1024×2048 Cityscapes), the execution variants below run
 *interleaved* (one call of each in turn, so load from other processes hits all alike) and give median / best
 latency, images/s, and
 
@@ -51,8 +51,9 @@ BASELINE = "eager"
 TARGETS = {"fp32": 0.6, "bf16": 0.5}  # shares of the derived limits at 1024×2048
 AGREEMENT_FLOOR = 0.99  # a variant whose argmax differs from fp32 eager on more pixels does not "win"
 ROOT = Path(__file__).resolve().parents[1]
-# the parts of a model config that change its arithmetic at inference (the projection heads do not run)
-ARCHITECTURE_KEYS = ("backbone", "num_classes", "in_channels", "align", "context", "decoder_channels")
+# the parts of a model config that change its arithmetic at inference (the projection heads do not run; the
+# number of classes changes only the last 1×1 classifier, a fraction of a per cent of the MACs)
+ARCHITECTURE_KEYS = ("backbone", "in_channels", "align", "context", "decoder_channels")
 
 
 @dataclass
@@ -165,8 +166,9 @@ def subjects(directory: str | Path = ROOT / "checkpoints", model_config: dict[st
         groups.setdefault(tuple(card.model.get(k) for k in ARCHITECTURE_KEYS), []).append(path)
     out = []
     for paths in groups.values():
-        model, card = load_checkpoint(paths[-1])
-        name = paths[-1].name + (f" (same network: {', '.join(p.name for p in paths[:-1])})" if paths[:-1] else "")
+        model, card = load_checkpoint(paths[0])
+        name = paths[0].name + (f" (same network up to the classifier: {', '.join(p.name for p in paths[1:])})"
+                                if paths[1:] else "")
         out.append(Subject(name, model.eval(), dict(card.model)))
     return out
 

@@ -131,10 +131,13 @@ def read_cpuinfo(text: str | None = None, affinity: set[int] | None = None) -> C
 # ---------------------------------------------------------------------------------------------- clock
 
 
-def measured_clock_ghz(repeats: int = 7, steps: int = 20_000_000) -> float | None:
+def measured_clock_ghz(repeats: int = 200, steps: int = 400_000) -> float | None:
     """The clock one core runs at now, from a chain of dependent integer steps `x += x >> k`: a shift and an
     add, one cycle each on every x86 core of the last twenty years, so one step = 2 cycles. Best of
-    `repeats` (the least disturbed by other processes). None without numba (a dependency of umap-learn)."""
+    `repeats` short chains (about 0.5 ms each): on a loaded machine a long chain is shared with other
+    processes and reads a clock below the real one (20M steps read 2.8–3.5 GHz where 0.4M steps read 4.2 GHz),
+    which made a plain matmul beat the limit; a short one fits between two of the scheduler's switches.
+    None without numba (a dependency of umap-learn)."""
     try:
         from numba import njit
     except ImportError:

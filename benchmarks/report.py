@@ -168,7 +168,8 @@ def _precision_rows(r: dict[str, Any]) -> list[Row]:
 @ROWS.register("eval")
 def _eval_rows(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [
-        ("eval", f"{r['checkpoint']}, {r['images']} {r['split']} images, {r['precision']}, batch {r['batch_size']}",
+        ("eval", f"{r['checkpoint']}, {r['split']}, {r['precision']}, batch {r['batch_size']}, images forwarded / "
+         f"evaluated {r.get('forward_images', r['images'])} / {r.get('evaluate_images', r['images'])}",
          f"bare forward {r['forward_s']:.2f} s ({r['forward_ms_per_image']:.0f} ms/img), evaluate {r['evaluate_s']:.2f} s "
          f"({r['evaluate_ms_per_image']:.0f} ms/img)", "", ""),
         ("eval", "  evaluate / bare forward", f"{r['ratio']:.2f}", f"≤ {r['ratio_target']}",
@@ -214,6 +215,7 @@ def _training_rows(r: dict[str, Any]) -> list[Row]:
              f"{ls['loss_speedup']:.1f}× ({ls['loss_reference_s']:.2f} s vs {ls['loss_vectorised_s']:.3f} s)",
              f"≥ {r['loss_speedup_target']}×", _verdict(ls["loss_speedup"] >= r["loss_speedup_target"])),
         ]
+    rows += _trainer_rows(r.get("trainer"))
     if r.get("profile_contextrast_step"):
         rows.append(("training", "  top ops (contextrast step, batch 1)",
                      _top(r["profile_contextrast_step"]["top_ops"]), "", ""))
@@ -226,6 +228,27 @@ def _training_rows(r: dict[str, Any]) -> list[Row]:
     else:
         rows.append(("training", f"BANE EDT per batch ({batch})", f"torch {e['torch_s'] * 1e3:.1f} ms; "
                      f"scipy {e.get('scipy', 'absent')}", "", ""))
+    return rows
+
+
+def _trainer_rows(t: dict[str, Any] | None) -> list[Row]:
+    """The trainer's images/s per variant, beside the configured trainer's."""
+    if not t:
+        return []
+    if "error" in t:
+        return [("training", "trainer images/s", t["error"][:100], "", "")]
+    rows: list[Row] = [("training", f"trainer ({t['config']}, batch {t['batch']}, {t['warmup']} warm-up + "
+                        f"{t['timed']} timed iterations)", t["data"][:100], "", "")]
+    for name, v in t["variants"].items():
+        if "error" in v:
+            rows.append(("training", f"  {name}", f"failed: {v['error'][:100]}", "", ""))
+            continue
+        ratio = v.get("ratio_to_configured")
+        diff = v.get("max_loss_difference")
+        rows.append(("training", f"  {name}", f"{v['images_per_s']:.2f} img/s (×{_s(ratio)} of configured), first "
+                     f"iteration {v['first_iteration_s']:.1f} s, load {_s(v.get('load_average_1m'), 1)}"
+                     + (f", loss within {100 * diff:.2f}% of fp32" if diff is not None and name != t["baseline"] else ""),
+                     "", ""))
     return rows
 
 
@@ -347,6 +370,50 @@ torch.compile(pool_to, dynamic=False)(x, ref)   # fine: one static compile per i
 ```'''
 
 
+def limit_terms(lim: dict[str, Any]) -> list[str]:
+    """The derived CPU limit term by term, each with where it comes from (Markdown bullets)."""
+    if "formula" not in lim:
+        return [f"- {lim.get('device', 'GPU')}: fp32 {_s(lim.get('fp32_gflops'), 0)} GFLOP/s, bf16 "
+                f"{_s(lim.get('bf16_gflops'), 0)} GFLOP/s ({lim.get('source')})"]
+    per_unit = lim["fp32_flop_per_cycle_per_core"] // 2
+    return [
+        f"- CPU: {lim.get('model_name') or '?'} ({lim.get('vendor')}, family {lim.get('family')} model "
+        f"{lim.get('model')}); vector flags: {', '.join(lim.get('vector_flags') or []) or 'none'}.",
+        f"- **cores = {lim['cores']}**: physical cores this process may run on (distinct `physical id`/`core id` "
+        "pairs of /proc/cpuinfo in its affinity mask), at most torch's thread count.",
+        f"- **FMA units × fp32 lanes = {per_unit}** per cycle per core: {lim['design']}"
+        + ("" if lim.get("design_known") else " — an assumption (core design not in the table), erring high") + ".",
+        "- **× 2**: one fused multiply-add is 2 FLOPs (and a MAC of the model's count is 2 FLOPs too).",
+        f"- **clock = {_s(lim['clock_ghz'], 3)} GHz**: {lim['clock_source']} (base clock "
+        f"{_s(lim.get('base_clock_ghz'), 3)} GHz, cpufreq maximum {_s(lim.get('max_clock_ghz'), 3)} GHz, measured "
+        f"{_s(lim.get('measured_clock_ghz'), 3)} GHz).",
+        f"- **fp32 limit** = {lim['formula']}.",
+        "- **bf16 limit**: " + (f"{lim['bf16_gflops']:.0f} GFLOP/s — {lim['bf16_note']}." if lim.get("bf16_gflops")
+                                else f"not available on this CPU — {lim['bf16_note']}."),
+    ]
+
+
+LOADED_NOTE = (
+    "**These figures were taken on a loaded machine**: the 1-minute load average was {start} at the start and "
+    "{end} at the end on {cores} cores (other processes, such as training runs, competed for the cores). What an "
+    "idle run is expected to change: absolute seconds fall and images/s and shares of the limit rise, by up to "
+    "the factor of CPU time this run was denied; first calls and process starts (cold start, `contextrast eval` "
+    "end to end) gain the most. Ratios measured in the same run with interleaved calls (speed-ups, eval / forward, "
+    "bf16 agreement, mIoU) should move least. No idle figure is given here: run `python -m benchmarks` on an idle "
+    "machine to get them."
+)
+
+OLD_SHARES_NOTE = (
+    "Earlier versions of this page reported \"efficiency\" 1.01–1.91 at 360×480 against a \"measured fp32 matmul "
+    "peak\" of 183 GFLOP/s. The MAC count was not the cause (achieved FLOP/s counted 2 FLOPs per MAC, like the "
+    "matmul's 2·n³) and no result was cached: the denominator was a measured rate (one 2048² `torch.matmul`, best "
+    "of 5, on a loaded machine), which is a lower bound of the hardware's peak, not a limit. oneDNN's "
+    "convolutions, channels_last ones above all, ran faster than that matmul, and bf16 variants were divided by "
+    "the fp32 figure too. Every share below is divided by the derived limit instead, and the table flags any "
+    "share above 1."
+)
+
+
 def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
     """docs/performance.md from a results file: how figures are judged, the load per section, the table,
     the torch.compile note, the profiles."""
@@ -373,6 +440,16 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
         "- Compared figures (ratios, speed-ups, agreement) are measured in the same run with calls interleaved; "
         "absolute seconds depend on how busy the machine was: the 1-minute load average before → after each "
         "section is below (load above half the core count: loaded, the seconds are inflated).", "",
+        OLD_SHARES_NOTE, "",
+    ]
+    limit = secs.get("limit", {}).get("result", {}).get("limit")
+    if limit:
+        lines += ["## The limit of this machine", "", *limit_terms(limit), ""]
+    start, end = m.get("load_average_start"), m.get("load_average_end")
+    if m.get("loaded") or (end and end[0] > 0.5 * m.get("cores", 1)):
+        lines += [LOADED_NOTE.format(start=_s(start[0] if start else None, 1), end=_s(end[0] if end else None, 1),
+                                     cores=m.get("cores")), ""]
+    lines += [
         "| section | measured | mode | seconds | 1-min load (before → after) |", "|---|---|---|---|---|",
     ]
     for name, entry in secs.items():

@@ -3,7 +3,7 @@ of each image (`run_model`, embeddings included), reading the layer's pixels, th
 and UMAP — what the Embeddings tab computes for a new point count (its cache key includes the count) — after
 the numba warm-up the app runs at start-up (timed apart). Pixels: the E2 (1/8) grid of the first 16 val images
 of the shipped CamVid model's data (2 700 cells each), else 16 toy pictures at 360×480 balanced by prediction.
-Targets: issue-7 budgets of UMAP alone (10k ≤ 6 s, 30k ≤ 12 s) and the lab's 20k ≤ 5 s for the whole request.
+Targets: the embedding view's budgets of UMAP alone (10k ≤ 6 s, 30k ≤ 12 s) and the lab's 20k ≤ 5 s for the whole request.
 
     python -m benchmarks.umap_speed [--quick]
 """
@@ -20,7 +20,7 @@ import numpy as np
 from contextrast.analysis import embeddings
 from contextrast.analysis.forward import run_model
 
-UMAP_TARGETS_S = {10_000: 6.0, 30_000: 12.0}  # UMAP alone (issue 7)
+UMAP_TARGETS_S = {10_000: 6.0, 30_000: 12.0}  # UMAP alone (the embedding view's budget)
 TOTAL_TARGETS_S = {20_000: 5.0}  # the whole request (the lab's interaction target)
 IMAGES, LAYER = 16, 1
 

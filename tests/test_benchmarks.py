@@ -152,7 +152,8 @@ def test_tiny_run_writes_results_and_docs(tmp_path, capsys):
     assert results["sections"].keys() == saved["sections"].keys()
     page = docs.read_text()
     assert saved["machine"]["cpu"] in page and "| cost |" in page and "not run: no GPU" in page
-    assert "dynamic=True" in page and "## How figures are judged" in page
+    assert "dynamic=True" in page and "## How figures are judged" in page and "## The limit of this machine" in page
+    assert "**cores = " in page and "**clock = " in page and "measured rate" in page
     assert "fp32 limit (derived)" in capsys.readouterr().out
 
     # a later run of one section keeps the other sections' figures
@@ -230,3 +231,50 @@ def test_bench_command_is_wired(capsys):
         cli_main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_trainer_throughput_runs_each_variant_in_its_own_process_on_the_same_crops():
+    from benchmarks import trainer_speed
+
+    toy = ["train.data=toy:n=4,size=64x96", "train.train_split=train", "train.val_split=val", "train.crop=[64,64]",
+           "train.workers=0"]
+    names = [trainer_speed.BASELINE, "channels_last"]
+    out = trainer_speed.run(warmup=1, timed=1, variants=names, extra=toy, timeout_s=240)
+    assert list(out["variants"]) == names and out["batch"] == trainer_speed.BATCH
+    for name in names:
+        v = out["variants"][name]
+        assert "error" not in v, v
+        assert v["overrides"] == trainer_speed.VARIANTS[name] and v["crop"] == [64, 64]
+        assert len(v["losses"]) == 2 and v["images_per_s"] > 0 and v["ratio_to_configured"] > 0
+    assert out["variants"][trainer_speed.BASELINE]["ratio_to_configured"] == 1.0
+    assert out["variants"]["channels_last"]["max_loss_difference"] < 0.01  # same crops, same arithmetic
+    rows = report._trainer_rows(out)
+    assert len(rows) == 3 and "×1.00 of configured" in rows[1][2]
+    broken = trainer_speed._in_process("channels_last", 1, 1, [*toy, "train.optimizer=none"], 240)
+    assert "error" in broken and "optimizer" in broken["error"]  # a failing variant becomes a note
+
+
+def test_eval_and_bare_forward_run_over_the_same_images():
+    from benchmarks import evaluation
+
+    found = evaluation.camvid_subject()
+    if isinstance(found, str):
+        pytest.skip(found)
+    r = evaluation.eval_run(quick=True, images=4, cli=False)
+    assert r["forward_images"] == r["evaluate_images"] == r["images"] == 4
+    assert r["ratio"] == pytest.approx(r["evaluate_s"] / r["forward_s"]) and r["ratio_target"] == 1.3
+    assert "cli" not in r and 0 <= r["miou"] <= 1
+    table = report.rows({"eval": {"result": {**r, "cli": {"error": "not run"}}}})
+    assert "images forwarded / evaluated 4 / 4" in table[0][1]
+
+
+def test_derived_limit_of_this_machine_bounds_every_share():
+    lim = limits.derive_cpu_limit(threads=torch.get_num_threads())  # the clock as measured, like the run
+    info = limits.read_cpuinfo()
+    assert lim.cores <= info.physical_cores and lim.fp32_flop_per_cycle_per_core in (16, 32, 64)
+    if lim.fp32_gflops is not None:
+        assert lim.fp32_gflops == pytest.approx(lim.cores * lim.fp32_flop_per_cycle_per_core * lim.clock_ghz)
+        assert (lim.bf16_gflops is None) == (lim.bf16_units is None)
+        assert lim.bf16_gflops is None or lim.bf16_gflops >= lim.fp32_gflops
+        rate = limits.matmul_rate(size=256, repeats=1)
+        assert 0 < limits.share(rate["gflops"], lim.fp32_gflops) <= 1
