@@ -21,7 +21,10 @@ generated from that file alone. Every section records the 1-minute load average 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -162,7 +165,19 @@ def parse_sections(text: str | None) -> list[str]:
     return [n for n in ORDER if n in names]
 
 
-def run_benchmarks(
+def run_benchmarks(sections: Sequence[str], quick: bool, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`measure_and_write` with an empty Inductor cache of its own (unless TORCHINDUCTOR_CACHE_DIR is set), so
+    that compile's first call is a cold compilation, not kernels an earlier run left on disk."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return measure_and_write(sections, quick, *args, **kwargs)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
+    try:
+        return measure_and_write(sections, quick, *args, **kwargs)
+    finally:
+        shutil.rmtree(os.environ.pop("TORCHINDUCTOR_CACHE_DIR"), ignore_errors=True)
+
+
+def measure_and_write(
     sections: Sequence[str],
     quick: bool,
     out_dir: str | Path = RESULTS_DIR,
@@ -176,6 +191,7 @@ def run_benchmarks(
     plan = Plan(quick=quick, tiny=tiny, checkpoints_dir=Path(checkpoints_dir))
     mode = "tiny" if tiny else "quick" if quick else "full"
     measured: dict[str, dict[str, Any]] = {}
+    path = report.results_path(out_dir, machine["slug"])
     for name in sections:
         print(f"[benchmarks] {name} …", file=sys.stderr, flush=True)
         before = load_average()
@@ -185,9 +201,12 @@ def run_benchmarks(
         measured[name] = {"created": report.now(), "mode": mode, "seconds": time.perf_counter() - t0,
                           "load_average_before": list(before) if before else None,
                           "load_average": list(load) if load else None, "result": result}
+        machine["load_average_end"] = list(load) if load else None
+        # written after every section: a run stopped half-way keeps what it measured
+        results = report.merge_results(path, machine, measured, command)
+        report.write_results(results, path)
     load = load_average()
     machine["load_average_end"] = list(load) if load else None
-    path = report.results_path(out_dir, machine["slug"])
     results = report.merge_results(path, machine, measured, command)
     report.write_results(results, path)
     if docs is not None:

@@ -6,7 +6,7 @@ says it is, and the measured rates of a large matmul and of the model's own 3×3
 - cores: the physical cores this process may run on (/proc/cpuinfo `physical id` / `core id` pairs of the
   CPUs in its affinity mask), at most torch's thread count (two SMT threads of one core share its FMA units);
 - FMA units × lanes: from the vector extensions in /proc/cpuinfo `flags` (avx512f → 16 fp32 lanes, avx2+fma
-  → 8) and a short table of core designs (`FMA_DESIGNS`); a CPU outside it is assumed to have 2 units, the
+  → 8) and a short table of core designs (`fma_design`); a CPU outside it is assumed to have 2 units, the
   most any x86 core has, so the limit errs high and a share stays a share;
 - clock: the maximum from cpufreq (`cpuinfo_max_freq`) where the kernel publishes it; else the higher of the
   base clock (cpufreq `base_frequency`, or BogoMIPS / 2: x86 BogoMIPS counts two per TSC cycle, and the TSC
@@ -60,6 +60,8 @@ def fma_design(vendor: str, family: int | None, model: int | None, flags: frozen
             return FmaDesign("Zen 3 / Zen 4 (2 × 256-bit FMA)", 2, 8), True
         if family == 26:
             return FmaDesign("Zen 5 (2 × 512-bit FMA)", 2, 16), True
+    if vendor == "GenuineIntel" and {"avx512f", "amx_tile"} <= flags:  # Sapphire Rapids and later Xeons
+        return FmaDesign("Intel Xeon with AMX (2 × 512-bit FMA)", 2, 16), True
     if vendor == "GenuineIntel" and "avx512f" in flags:
         return FmaDesign("Intel AVX-512 core (assumed 2 × 512-bit FMA; some Xeons have 1)", 2, 16), False
     if vendor == "GenuineIntel" and {"avx2", "fma"} <= flags:

@@ -7,7 +7,8 @@ and memory, and a crash or an Inductor failure becomes a note instead of ending 
 `warmup + timed` iterations at batch `BATCH` on the shipped CamVid model's data (toy pictures when that is
 absent) and is then cancelled: no validation, no checkpoint. images/s = timed × batch / seconds of the timed
 iterations (from the trainer's per-iteration log); the warm-up iterations carry the one-off costs (worker
-start, oneDNN kernel selection, compilation), reported as `first_iteration_s`. Every variant sees the same
+start, oneDNN kernel selection, compilation), reported as `first_iteration_s`; each process gets an empty
+Inductor cache, so that figure is a cold compilation, not kernels an earlier run left on disk. Every variant sees the same
 crops in the same order (same seed), so its loss per iteration beside the configured run's shows what the
 arithmetic changes (`max_loss_difference`). Variants run one after another, not interleaved: the load average
 of each is recorded with it.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,12 +84,16 @@ def measure(variant: str, warmup: int, timed: int, batch: int = BATCH, config: s
 def _in_process(variant: str, warmup: int, timed: int, extra: list[str], timeout_s: float) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.trainer_speed", "--variant", variant, "--warmup", str(warmup),
                "--timed", str(timed), *(f"--set={o}" for o in extra)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    cache = tempfile.mkdtemp(prefix="bench-inductor-")  # a cold compile: no kernels of an earlier run
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     t0 = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"not finished within {timeout_s:.0f} s"}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
         return {"error": f"exited with {done.returncode}: {' | '.join(tail)[-300:]}"}

@@ -73,6 +73,8 @@ def test_cpufreq_maximum_wins_and_bf16_units_double_or_tile(tmp_path, monkeypatc
     assert lim.bf16_units == "avx512_bf16" and lim.bf16_gflops == pytest.approx(2 * lim.fp32_gflops)
     amx = limits.derive_cpu_limit(cpuinfo("avx512f avx512_bf16 amx_bf16"), threads=2, measured=None)
     assert amx.bf16_gflops == pytest.approx(2 * limits.AMX_BF16_FLOP_PER_CYCLE * 3.5)
+    amx_core, known = limits.fma_design("GenuineIntel", 6, 143, frozenset({"avx2", "fma", "avx512f", "amx_tile"}))
+    assert known and (amx_core.units, amx_core.lanes) == (2, 16)
     unknown, known = limits.fma_design("SomeVendor", None, None, frozenset({"avx2", "fma"}))
     assert not known and unknown.units == 2  # outside the table: the most any x86 core has, so the limit errs high
 
