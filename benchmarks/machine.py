@@ -59,6 +59,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_description(),
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
