@@ -76,8 +76,8 @@ def test_evaluate_matches_the_confusion_matrix_of_the_predictions():
 def test_evaluate_can_be_cancelled_and_limited():
     ds = controlled_dataset()
     done = []
-    out = evaluate(ChannelArgmax(), ds, progress=lambda d, t: done.append(d), should_stop=lambda: len(done) >= 2,
-                   boundary=False)
+    out = evaluate(ChannelArgmax(), ds, batch_size=1, progress=lambda d, t: done.append(d),
+                   should_stop=lambda: len(done) >= 2, boundary=False)
     assert out["cancelled"] and out["images"] == 2 and "boundary_iou" not in out
     assert evaluate(ChannelArgmax(), ds, max_images=3)["images"] == 3
 
