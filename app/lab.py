@@ -48,6 +48,10 @@ class Context:
     def palette(self) -> list[list[int]]:
         return self.loaded.card.palette
 
+    def status(self, *lines: str) -> str:
+        """A view's text: the input's notices, which image and model it shows, then `lines`."""
+        return status(notices_md(self.input.notices), f"**{self.input.name}** · model `{self.loaded.name}`", *lines)
+
 
 @dataclass
 class Page:
@@ -217,7 +221,7 @@ def message_box() -> gr.Markdown:
 
 
 def try_this(text: str) -> gr.Markdown:
-    return gr.Markdown(f"💡 **Try this:** {text}", elem_classes=["lab-try"])
+    return gr.Markdown(f"**Try this:** {text}", elem_classes=["lab-try"])
 
 
 def status(*lines: str) -> str:

@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from app.display import with_scale
-from app.lab import Context, Lab, image_panel, message_box, notices_md, status, try_this
+from app.lab import Context, Lab, image_panel, message_box, try_this
 from app.state import digest
 from contextrast.analysis import bane, cards
 from contextrast.losses.record import BANE_NEGATIVE
@@ -30,7 +30,7 @@ def auto_class(record: bane.LossRecord, layer: int, num_classes: int) -> int:
 
 
 def blank(ctx: Context, message: str) -> list[Any]:
-    return [None] * 4 + [status(notices_md(ctx.input.notices), f"> ℹ️ {message}")]
+    return [None] * 4 + [ctx.status(f"> ℹ️ {message}")]
 
 
 def draw(lab: Lab, ctx: Context, k_s: float, layer: int | None, cls_name: str | None, scales: dict
@@ -64,7 +64,7 @@ def draw(lab: Lab, ctx: Context, k_s: float, layer: int | None, cls_name: str | 
     v = bane.render(record, ctx.input.rgb, layer, cls, classes, scales.get("distance"))
     counts = " · ".join(f"{k}: {n}" for k, n in v.counts.items())
     terms = " · ".join(f"{k} = {t:.4f}" for k, t in v.terms.items())
-    text = status(notices_md(ctx.input.notices),
+    text = ctx.status(
                   f"**{classes[cls]}** at **{bane.LAYER_NAMES[layer]}**, K_s = {float(k_s):g} % · sampled: {counts}",
                   f"Loss settings from the model card: τ = {config.tau:g}, w_h = {config.w_h:g}, BANE rule "
                   f"{config.bane_rule}, distances at stride {config.bane_distance_stride or 'of each layer'}, "
@@ -87,7 +87,7 @@ def build_bane(lab: Lab) -> dict[str, Any]:
             layer = gr.Radio(list(bane.LAYER_NAMES), value=bane.LAYER_NAMES[1], type="index", label="Layer")
             cls = gr.Dropdown([AUTO, *class_names], value=AUTO, label="Class (anchor)")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="bane-info")
         with gr.Row():
             error = image_panel("Error region", c["error"], height=340)
             distance = image_panel("Distance to the region's edge", c["distance"], height=340)

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from app.display import to_source, with_scale
-from app.lab import Context, Lab, message_box, notices_md, status, try_this
+from app.lab import Context, Lab, message_box, try_this
 from contextrast.analysis import attention
 
 
@@ -29,14 +29,14 @@ def draw(ctx: Context, y: float | None, x: float | None, scales: dict, new_input
         raise ValueError(f"the query pixel (x={x:g}, y={y:g}) lies outside this {W}×{H} image: x must be 0..{W - 1} "
                          f"and y 0..{H - 1}")
     if ctx.run.output.crm is None:  # a model without CRM: say so in the tab
-        return [None, None, int(y), int(x), status(notices_md(ctx.input.notices),
+        return [None, None, int(y), int(x), ctx.status(
                                                     "> ℹ️ this model has no CRM (context is ppm or none): there is "
                                                     "no attention to show")], {}
     overlay, row, scale = attention.render_spatial(ctx.run, y, x, scales.get("attention"))
     figure = attention.render_channels(ctx.run, ctx.loaded.model)
     r, c = attention.grid_cell(ctx.run.output.crm, (H, W), y, x)
     h4, w4 = ctx.run.output.crm.grid
-    text = status(notices_md(ctx.input.notices),
+    text = ctx.status(
                   f"Query pixel (x={int(x)}, y={int(y)}) → column {c}, row {r} of the {w4}×{h4} grid of F4; "
                   f"its strongest attention weight is {row.max():.3f} (uniform would be {1 / row.size:.3f}).",
                   attention.query_dependence_note(ctx.run), moved)
@@ -50,15 +50,17 @@ def build_crm(lab: Lab) -> dict[str, Any]:
                  "pictures says when it cannot.")
         gr.Markdown("The Contextual Refinement Module mixes the four encoder stages and lets every position of the "
                     "1/32 map look at every other one. **Click the image** to pick the query pixel.")
-        with gr.Row():
-            y = gr.Number(label="Query y (px)", precision=0, value=None)
-            x = gr.Number(label="Query x (px)", precision=0, value=None)
+        names = lab.samples.names()
+        h, w = lab.samples.load(names[0])[0].shape[:2] if names else (0, 0)
+        with gr.Row():  # the opening sample's centre (Gradio shows an empty number box as 0)
+            y = gr.Number(label="Query y (px)", precision=0, value=h // 2, elem_id="crm-y")
+            x = gr.Number(label="Query x (px)", precision=0, value=w // 2, elem_id="crm-x")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="crm-info")
         with gr.Row():
             with gr.Column():
                 overlay = gr.Image(label="Spatial attention of the query pixel (click to move it)", interactive=False,
-                                   format="png", height=340)
+                                   format="png", height=340, elem_id="crm-overlay")
                 gr.Markdown(c["spatial"])
             with gr.Column():
                 channels = gr.Plot(label="Channel attention")

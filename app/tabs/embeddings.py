@@ -105,11 +105,11 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
             layer = gr.Radio(list(emb.LAYER_NAMES), value=emb.LAYER_NAMES[1], type="index",
                              label="Layer (projection head)")
             points = gr.Slider(emb.MIN_POINTS, emb.MAX_POINTS, value=1000, step=100,
-                               label="Points (class-balanced sample)")
+                               label="Points (class-balanced sample)", elem_id="embeddings-points")
             seed = gr.Number(0, precision=0, label="Sample seed")
         with gr.Row():
             source = gr.Radio([THIS_IMAGE, SPLIT_IMAGES], value=THIS_IMAGE, label="Pixels from")
-            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images of the split")
+            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images of the split", elem_id="embeddings-count")
             colour_by = gr.Dropdown(list(emb.COLOUR_BY), value=emb.COLOUR_BY[0], label="Colour by")
             other = gr.Dropdown([NO_MODEL, *cards.comparable(lab.store.cards, lab.default_model)], value=NO_MODEL,
                                 label="Second checkpoint, same pixels", info="only checkpoints with the same classes")
@@ -118,9 +118,10 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
             mode = gr.Radio([PICK, BOX], value=PICK, label="A click on the scatter")
         go_button = gr.Button("Project embeddings", variant="primary")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="embeddings-info")
         with gr.Row():
-            picture_a = gr.Image(show_label=False, interactive=False, format="png", height=500)
+            picture_a = gr.Image(show_label=False, interactive=False, format="png", height=500,
+                                 elem_id="embeddings-scatter")
             picture_b = gr.Image(show_label=False, interactive=False, format="png", height=500, visible=False)
         with gr.Row():
             with gr.Column(scale=2):

@@ -86,7 +86,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             other = gr.Dropdown(comparable, value=NO_MODEL, label="Compare with checkpoint B",
                                 info="only checkpoints with the same classes")
         image_message = message_box()
-        image_info = gr.Markdown()
+        image_info = gr.Markdown(elem_id="errors-info")
         with gr.Row():
             outcome = gr.Image(label="TP / FP / FN", interactive=False, format="png", height=340)
             versus = gr.Image(label="B against the selected model (A)", interactive=False, format="png", height=340,
@@ -105,7 +105,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             split_go = gr.Button("Evaluate the split", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         split_message = message_box()
-        split_info = gr.Markdown()
+        split_info = gr.Markdown(elem_id="errors-split-info")
         with gr.Row():
             confusion = gr.Plot(label="Confusion matrix")
             ious = gr.Plot(label="Per-class IoU and boundary IoU")

@@ -31,21 +31,29 @@ def build_images(lab: Lab) -> list[Any]:
             which = gr.Dropdown(sets, value=sets[0] if sets else None, label="Sample set")
             sort_by = gr.Radio(list(ranking.SORT_KEYS), value=ranking.SORT_KEYS[0], label="Sort by")
             must = gr.CheckboxGroup(class_names, value=[], label="Only images that contain")
+            limit = gr.Number(0, precision=0, label="Max images (0: all)", minimum=0)
         with gr.Row():
             rank = gr.Button("Rank the images", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="images-info")
         listing = gr.Dataframe(headers=ranking.TABLE_HEADERS, value=[], interactive=False, label="Click a row to open "
                                "the image in every tab", max_height=420)
     outputs = [listing, info]
 
-    def score(model: str | None, set_label: str | None, request: gr.Request, progress: Any) -> tuple[list, str, bool]:
-        loaded = lab.store.get(model)
+    def listed(set_label: str | None, count: float | None) -> list[str]:
+        if count is None or int(count) < 0:
+            raise ValueError(f"max images must be 0 (all) or more; got {count!r}")
         names = lab.samples.names_in_set(set_label)
+        return names[: int(count)] if count else names
+
+    def score(model: str | None, set_label: str | None, count: float | None, request: gr.Request, progress: Any
+              ) -> tuple[list, str, bool]:
+        loaded = lab.store.get(model)
+        names = listed(set_label, count)
         if not names:
             raise ValueError("no sample set to rank: start the lab with the toy set or --data SPEC")
-        key = (loaded.name, set_label)
+        key = (loaded.name, set_label, len(names))
         cached = scores.get(key)
         if cached is not None:
             return cached, loaded.name, True
@@ -67,28 +75,28 @@ def build_images(lab: Lab) -> list[Any]:
             scores.put(key, result)
         return result, loaded.name, False
 
-    def rank_images(model, set_label, sort_key, must_contain, request: gr.Request,
+    def rank_images(model, set_label, sort_key, must_contain, count, request: gr.Request,
                     progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
-        result, name, cached = score(model, set_label, request, progress)
-        return show(result, name, set_label, sort_key, must_contain, cached)
+        result, name, cached = score(model, set_label, count, request, progress)
+        return show(result, name, set_label, sort_key, must_contain, count, cached)
 
-    def show(result, name, set_label, sort_key, must_contain, cached=False) -> list[Any]:
+    def show(result, name, set_label, sort_key, must_contain, count, cached=False) -> list[Any]:
         classes = list(lab.store.cards[name].classes)
         unknown = [c for c in (must_contain or []) if c not in classes]
         if unknown:
             raise ValueError(f"not classes of `{name}`: {', '.join(unknown)}")
         rows = ranking.ranked(result, sort_key, [classes.index(c) for c in must_contain or []])
-        done = len(result) == len(lab.samples.names_in_set(set_label))
+        done = len(result) == len(listed(set_label, count))
         text = (f"`{name}` on **{set_label}**: {len(rows)} of {len(result)} images shown, {sort_key}"
                 + (" (cached)" if cached else "") + ("" if done else " — **cancelled**: only the images scored so far"))
         return [ranking.table(rows, classes), text]
 
-    def refilter(model, set_label, sort_key, must_contain):
+    def refilter(model, set_label, sort_key, must_contain, count):
         loaded = lab.store.get(model)
-        result = scores.get((loaded.name, set_label))
+        result = scores.get((loaded.name, set_label, len(listed(set_label, count))))
         if result is None:
             return [gr.skip(), "Press **Rank the images** to score this set with this model."]
-        return show(result, loaded.name, set_label, sort_key, must_contain, True)
+        return show(result, loaded.name, set_label, sort_key, must_contain, count, True)
 
     def open_row(set_label, evt: gr.SelectData):
         name = f"{set_label}/{evt.row_value[1]}" if evt.row_value else None
@@ -100,7 +108,7 @@ def build_images(lab: Lab) -> list[Any]:
         stops.setdefault(getattr(request, "session_hash", None) or "-", threading.Event()).set()
         return "Cancelling: the ranking stops after the current image."
 
-    inputs = [lab.components["model"], which, sort_by, must]
+    inputs = [lab.components["model"], which, sort_by, must, limit]
     event = lab.on(rank.click, rank_images, inputs, outputs, message, api_name="images_rank")
     cancel.click(cancel_ranking, None, info, cancels=[event], api_name="images_cancel", concurrency_limit=None,
                  concurrency_id="cancel")

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from app.display import enlarge
-from app.lab import Context, Lab, message_box, notices_md, status, try_this
+from app.lab import Context, Lab, message_box, try_this
 from app.state import digest
 from contextrast.analysis import intervene
 from contextrast.analysis.predict import colorize
@@ -20,7 +20,7 @@ def draw(lab: Lab, ctx: Context, name: str | None) -> list[Any]:
     if not names:
         why = "; ".join(sorted(set(skipped.values())))
         return [None, None, gr.Plot(None, visible=False),
-                status(notices_md(ctx.input.notices), f"> ℹ️ Nothing to switch off in this model ({why}).")]
+                ctx.status(f"> ℹ️ Nothing to switch off in this model ({why}).")]
     name = name or names[0]
     if name not in names:
         raise ValueError(f"{name} does not apply to `{ctx.loaded.name}`: "
@@ -48,7 +48,7 @@ def draw(lab: Lab, ctx: Context, name: str | None) -> list[Any]:
         lines.append("Not applicable here: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()) + ".")
     return [enlarge(intervene.flip_picture(ctx.input.rgb, effect, ctx.palette)),
             enlarge(colorize(effect.labels_after, ctx.palette)), figure,
-            status(notices_md(ctx.input.notices), *lines)]
+            ctx.status(*lines)]
 
 
 def build_intervene(lab: Lab) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def build_intervene(lab: Lab) -> dict[str, Any]:
                     "interventions that change something in the selected model are offered.")
         which = gr.Radio(everything, value=everything[0], label="Switch off")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="intervene-info")
         with gr.Row():
             flipped = gr.Image(label="Pixels whose class flipped (in their new class's colour)", interactive=False,
                                format="png", height=340)

@@ -65,13 +65,14 @@ def build_predict(lab: Lab) -> dict[str, Any]:
         try_this("hover the overlay to read a pixel's class and probability; untick *Road* or *Sky* to see what "
                  "is left; drag the slider to compare with the ground truth.")
         with gr.Row():
-            opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
-            classes = gr.CheckboxGroup(choices=class_names, value=class_names, label="Classes shown")
+            opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity", elem_id="predict-opacity")
+            classes = gr.CheckboxGroup(choices=class_names, value=class_names, label="Classes shown",
+                                      elem_id="predict-classes")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="predict-info")
         with gr.Row():
             with gr.Column():
-                overlay = gr.Plot(label="Prediction overlay (hover a pixel)")
+                overlay = gr.Plot(label="Prediction overlay (hover a pixel)", elem_id="predict-overlay")
                 gr.Markdown(CAPTIONS["overlay"])
             with gr.Column():
                 # the caption is the label, so it hides with the slider when there is no ground truth; max_height,

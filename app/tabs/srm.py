@@ -20,7 +20,7 @@ def draw(ctx: Context, step: int | None, max_arrows: float, scales: dict) -> tup
         if "bilinear" not in str(e):
             raise
         # a model without SRM: nothing to show here, say why (and drop the pictures of another model)
-        return [None] * 9 + [status(notices_md(ctx.input.notices), f"> ℹ️ {e}")], {}
+        return [None] * 9 + [ctx.status(f"> ℹ️ {e}")], {}
     s = v.stats
     note = "" if v.initial is not None else "This model has no neighbour mask (srm_nomask): Δ = Δ′."
     text = status(
@@ -49,7 +49,7 @@ def build_srm(lab: Lab) -> dict[str, Any]:
             step = gr.Radio(list(offsets.STEP_NAMES), value=offsets.STEP_NAMES[2], type="index", label="SRM step")
             max_arrows = gr.Slider(8, 48, value=24, step=4, label="Arrows along the longer side")
         message = message_box()
-        info = gr.Markdown()
+        info = gr.Markdown(elem_id="srm-info")
         with gr.Row():
             flow = image_panel("Offset Δ (colour = direction)", c["flow"])
             wheel = image_panel("Colour key", c["wheel"], height=160, width=160)

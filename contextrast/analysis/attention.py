@@ -117,7 +117,7 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
                         subplot_titles=("stage share", "channel attention A_c"))  # short: the left panel is narrow
     fig.add_trace(go.Heatmap(z=shares, x=list(stage_names), y=positions, text=[[lb] * len(stage_names) for lb in labels],
                              colorscale="Blues", zmin=0, zmax=1,
-                             colorbar=dict(title="share", x=-0.12, len=0.45, y=0.25, thickness=10),
+                             colorbar=dict(title="share", orientation="h", x=0.08, y=-0.12, len=0.18, thickness=8),
                              hovertemplate="%{text}<br>%{x}: %{z:.2f}<extra></extra>"), 1, 1)
     fig.add_trace(go.Heatmap(z=a, x=positions, y=positions, colorscale="Viridis", colorbar=dict(title="A_c"),
                              customdata=np.array([[(r, k) for k in labels] for r in labels], dtype=object),
@@ -136,7 +136,7 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
     return fig
 
 
-ATTENTION_LABEL = "A_s weight"
+ATTENTION_LABEL = "A_s"
 
 
 def attention_scale(row: np.ndarray) -> Scale:
