@@ -20,8 +20,11 @@ import gradio as gr
 from app.inputs import LabInput, resolve_input
 from app.samples import Samples
 from app.state import LRU, LoadedModel, ModelStore
+from contextrast import limits
 from contextrast.analysis.colormaps import Scale
 from contextrast.analysis.forward import ModelRun
+from contextrast.data import SegmentationDataset, build_dataset
+from contextrast.paths import PathPolicy
 
 log = logging.getLogger("contextrast.app")
 
@@ -70,6 +73,7 @@ class Lab:
     concurrency: int = 1
     components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label, input_message, lock
     default_model: str | None = None  # the model the page opens on
+    paths: PathPolicy = field(default_factory=PathPolicy)  # the folders a client may name
     pages: list[Page] = field(default_factory=list)
     model_menus: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when the model changes
     input_watchers: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run for any new input
@@ -93,6 +97,16 @@ class Lab:
             raise InputError(str(e)) from None
         _, run = self.store.run(loaded.name, lab_input.rgb)
         return Context(loaded, lab_input, run)
+
+    def open_dataset(self, spec: str, split: str) -> SegmentationDataset:
+        """A dataset a client named, evaluated in this process: its folder must be allowed, and its
+        pictures at most `max_side`² pixels (the first one is checked from its header)."""
+        dataset = build_dataset(self.paths.data_spec(spec), split)
+        if len(dataset):
+            h, w = dataset.image_size(0)
+            limits.check_image_size(w, h, f"a picture of {spec!r}", limit=self.max_side ** 2,
+                                    why="the lab evaluates (--max-side squared; `contextrast eval` has no such bound)")
+        return dataset
 
     def model_event(self, **kwargs: Any) -> dict[str, Any]:
         """Keyword arguments shared by every event that runs a model (concurrency group)."""
@@ -165,6 +179,14 @@ def _with_first_parameter(fn: Callable[..., Any], name: str) -> inspect.Signatur
     return sig.replace(parameters=[first, *sig.parameters.values()])
 
 
+_message_filter: list[Callable[[str], str]] = [lambda text: text]
+
+
+def set_message_filter(fn: Callable[[str], str]) -> None:
+    """How messages are rewritten before a client sees them (server paths made relative)."""
+    _message_filter[0] = fn
+
+
 def message_md(text: str) -> str:
     return f"> ⚠️ {text}"
 
@@ -172,12 +194,14 @@ def message_md(text: str) -> str:
 def _failure(n: int, e: Exception, fn: Callable[..., Any]) -> list[Any]:
     """Outputs left as they are, the message in the tab's box (or under the inputs for an `InputError`)."""
     if isinstance(e, InputError):
-        return [gr.skip()] * n + ["", message_md(str(e))]
+        return [gr.skip()] * n + ["", message_md(_message_filter[0](str(e)))]
     if isinstance(e, (ValueError, FileNotFoundError)):
-        return [gr.skip()] * n + [message_md(str(e)), gr.skip()]
+        return [gr.skip()] * n + [message_md(_message_filter[0](str(e))), gr.skip()]
     log.exception("handler %s failed", getattr(fn, "__name__", fn))  # a bug must not take the app down
-    return [gr.skip()] * n + [message_md(f"Something went wrong ({type(e).__name__}: {e}); the app is still "
-                                         "running and the last result is kept."), gr.skip()]
+    return [gr.skip()] * n + [message_md(_message_filter[0](
+        f"Something went wrong ({type(e).__name__}: {e}); the app is still running and the last result is kept.")),
+        gr.skip()]
+
 
 
 def guarded(fn: Callable[..., Any], n: int) -> Callable[..., Any]:

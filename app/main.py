@@ -12,10 +12,12 @@ from typing import Any
 
 import gradio as gr
 import torch
+from starlette.middleware import Middleware
 
-from app import gallery
+from app import gallery, output_files
+from app.access import LoginFirst, check_host, resolve_auth
 from app.inputs import ImageInput
-from app.lab import Lab, message_box
+from app.lab import Lab, message_box, set_message_filter
 from app.samples import UPLOAD, Samples
 from app.state import ModelStore, discover_checkpoints
 from app.tabs.bane import build_bane
@@ -29,6 +31,10 @@ from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
 from app.tabs.train import build_train
 from contextrast.analysis import embeddings
+from contextrast.analysis.image_io import MIN_SIDE
+from contextrast.paths import PathPolicy
+
+DELETE_CACHE = (900, 3600)  # every 15 min, Gradio deletes this app's uploads and outputs older than an hour
 
 HEADER = """# Contextrast Lab
 Look inside a segmentation network: **SCRNet** (learned upsampling offsets in the SRM, context attention in the
@@ -47,14 +53,19 @@ PAGE = dict(css=CSS, js=JS)  # launch() keyword arguments of the page's look and
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
              toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True,
-             runs_dir: str | Path | None = None) -> gr.Blocks:
+             runs_dir: str | Path | None = None, paths: PathPolicy | None = None) -> gr.Blocks:
     """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
     optional dataset spec whose first available split (val, test, train) is listed before the toy samples, so
     the page opens on it.
-    With `runs_dir`, a Train tab submits fine-tuning jobs to the worker queue kept there."""
+    With `runs_dir`, a Train tab submits fine-tuning jobs to the worker queue kept there.
+    `paths`: the folders a client may name (dataset specs, base checkpoints); by default the dataset
+    spec's folder, the checkpoint directories and the runs dir."""
+    if paths is None:
+        paths = default_paths(checkpoints, data_spec, runs_dir)
+    set_message_filter(paths.redact)
     store = ModelStore([Path(p) for p in checkpoints])
     samples = Samples(data_spec, toy_spec)
-    lab = Lab(store=store, samples=samples, max_side=max_side, concurrency=concurrency)
+    lab = Lab(store=store, samples=samples, max_side=max_side, concurrency=concurrency, paths=paths)
     names = store.names()
     sample_names = samples.names()
     first_sample = sample_names[0] if sample_names else UPLOAD
@@ -66,7 +77,7 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                      "`checkpoints/`, or start with `contextrast app --checkpoint DIR`. Train a small one with "
                      "`contextrast train --set train.data=toy`.")
 
-    with gr.Blocks(title="Contextrast Lab") as demo:
+    with gr.Blocks(title="Contextrast Lab", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(HEADER)
         gr.Markdown("\n".join(f"> ⚠️ {n}" for n in notes), visible=bool(notes))
         with gr.Row():
@@ -165,40 +176,52 @@ def default_model(store: ModelStore, classes: Sequence[str] | None) -> str | Non
     return names[0] if names else None
 
 
-def parse_auth(text: str | None) -> tuple[str, str] | None:
-    if not text:
-        return None
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("--auth must look like user:password")
-    return user, password
+def default_paths(checkpoints: Sequence[str | Path], data_spec: str | None, runs_dir: str | Path | None,
+                  data_roots: Sequence[str] = (), checkpoint_roots: Sequence[str | Path] = ()) -> PathPolicy:
+    """The allow-list of a lab: the --data spec's folder and every --data-root; the checkpoint
+    directories it loads, their folders and every extra root, and the runs dir's jobs."""
+    from contextrast.data.build import parse_spec
+
+    data = [*data_roots]
+    if data_spec and parse_spec(data_spec).root:
+        data.append(parse_spec(data_spec).root)
+    ckpts = [*checkpoint_roots, *checkpoints]
+    if runs_dir is not None:
+        ckpts.append(Path(runs_dir) / "jobs")
+    return PathPolicy(data, ckpts)
 
 
-def check_host(host: str, auth: tuple[str, str] | None, insecure: bool) -> None:
-    """Serving beyond this machine needs a password (or an explicit --insecure)."""
-    local = host in ("127.0.0.1", "localhost", "::1")
-    if not local and auth is None and not insecure:
-        raise ValueError(f"--host {host} exposes the lab to the network: add --auth user:password "
-                         "(or --insecure if you really mean an open server)")
+def check_max_side(max_side: int) -> None:
+    if max_side < MIN_SIDE:
+        raise ValueError(f"--max-side must be at least {MIN_SIDE} (the network's coarsest stride); got {max_side}")
 
 
 def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Blocks:
     """Serve the lab as `contextrast app` was asked to; returns the running Blocks."""
-    auth = parse_auth(args.auth)
+    auth = resolve_auth(args.auth, getattr(args, "auth_file", None))
     check_host(args.host, auth, args.insecure)
+    check_max_side(args.max_side)
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))  # one request's matmuls use the cores, no more
     checkpoints = discover_checkpoints(args.checkpoints_dir, args.checkpoint or [])
     runs_dir = args.runs_dir
     if not args.no_worker:
-        from contextrast.jobs.control import ensure_worker_running
+        from contextrast.jobs import ensure_worker_running
 
-        if ensure_worker_running(runs_dir) is not None:
-            print(f"started a fine-tuning worker in the background (log: {Path(runs_dir) / 'worker.log'})", flush=True)
-    demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir)
+        try:
+            if ensure_worker_running(runs_dir) is not None:
+                print(f"started a fine-tuning worker in the background (log: {Path(runs_dir) / 'worker.log'})",
+                      flush=True)
+        except ValueError as e:
+            print(f"warning: no fine-tuning worker: {e}", flush=True)
+    paths = default_paths(checkpoints, args.data, runs_dir, getattr(args, "data_root", None) or [],
+                          [args.checkpoints_dir] if args.checkpoints_dir else [])
+    demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir, paths=paths)
+    output_files.install()  # concurrent downloads of one picture never see it half written
     demo.queue(default_concurrency_limit=1, max_size=64)
     # quiet: Gradio's own banner speaks of `share=True`, which a command-line user of the lab has no use for
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,
-                prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api"], **PAGE)
+                prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api"],
+                app_kwargs={"middleware": [Middleware(LoginFirst)]}, **PAGE)
     print(f"Contextrast Lab: {demo.local_url}", flush=True)
     if not prevent_thread_lock:
         demo.block_thread()

@@ -3,6 +3,7 @@ analysis forward passes, both safe under concurrent requests."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from contextrast import limits
 from contextrast.analysis.forward import ModelRun, run_model
 from contextrast.engine.card import ModelCard, read_card
 from contextrast.engine.checkpoint import load_checkpoint
@@ -45,13 +48,47 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward at a time per model
 
 
-class LRU:
-    """A tiny thread-safe least-recently-used cache."""
+def nbytes_of(value: Any, seen: set[int] | None = None) -> int:
+    """Bytes held by the arrays and tensors inside `value` (dataclasses, lists, tuples, dicts walked;
+    a tensor storage shared by several views counted once)."""
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        key = storage.data_ptr()
+        if key in seen:
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(value, np.ndarray):
+        base = value if value.base is None else value.base
+        if id(base) in seen:
+            return 0
+        seen.add(id(base))
+        return int(getattr(base, "nbytes", value.nbytes))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes_of(getattr(value, f.name), seen) for f in dataclasses.fields(value))
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes_of(v, seen) for v in value)
+    if isinstance(value, dict):
+        return sum(nbytes_of(v, seen) for v in value.values())
+    return 0
 
-    def __init__(self, capacity: int) -> None:
+
+class LRU:
+    """A tiny thread-safe least-recently-used cache of at most `capacity` entries and, when `max_bytes`
+    is given, at most that many bytes of arrays and tensors (a value bigger than that is returned but
+    not kept)."""
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._sizes.values())
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -59,11 +96,16 @@ class LRU:
                 self._items.move_to_end(key)
                 return self._items[key]
         value = make()  # outside the lock: other keys stay served meanwhile
+        size = nbytes_of(value) if self.max_bytes is not None else 0
+        if self.max_bytes is not None and size > self.max_bytes:
+            return value
         with self._lock:
             self._items[key] = value
+            self._sizes[key] = size
             self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            while len(self._items) > self.capacity or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                old, _ = self._items.popitem(last=False)
+                self._sizes.pop(old, None)
         return value
 
     def get(self, key: Hashable) -> Any | None:
@@ -103,14 +145,16 @@ class ModelStore:
     weights load on the first request for a model, under a lock, exactly once.
     """
 
-    def __init__(self, paths: Sequence[Path], runs_cached: int = 8) -> None:
+    def __init__(self, paths: Sequence[Path], runs_cached: int = 8, cache_bytes: int | None = None) -> None:
         self.paths: dict[str, Path] = {}
         self.cards: dict[str, ModelCard] = {}
         self.problems: list[str] = []
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()
-        self.runs = LRU(runs_cached)
-        self.records = LRU(runs_cached)
+        # forward passes of big images weigh up to a GB each: the cache is bounded in bytes, not only entries
+        budget = limits.current().app_cache_bytes if cache_bytes is None else cache_bytes
+        self.runs = LRU(runs_cached, max_bytes=budget * 3 // 4)
+        self.records = LRU(runs_cached, max_bytes=budget // 4)
         for p in paths:
             try:
                 self.add(p)

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input and file-system refusals: a message, not a traceback
         print(f"contextrast {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -198,11 +201,58 @@ class ExperimentConfig:
 
 
 C = TypeVar("C")
+SECTIONS = {"ModelConfig": "model", "LossConfig": "loss", "TrainConfig": "train"}
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: `1e-3` and `1E5` are numbers, not text."""
+
+
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def _kind(annotation: Any) -> str:
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(annotation, "a value")
+
+
+def _check_scalar(key: str, value: Any, annotation: Any) -> Any:
+    """`value` as the field's type (an int is accepted for a float), or ValueError naming `key`."""
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number; got {value!r}")
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation in (bool, str) and isinstance(value, annotation):
+        return value
+    if annotation not in (int, float, bool, str):
+        return value
+    raise ValueError(f"{key} must be {_kind(annotation)}; got {value!r}")
+
+
+def check_field_type(key: str, value: Any, annotation: Any) -> Any:
+    """Check one config value against its field's type hint (int, float, bool, str, tuple[...]);
+    returns it converted (int → float, list → tuple), or raises ValueError naming `key`."""
+    if typing.get_origin(annotation) is tuple:
+        items = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            example = "[" + ", ".join("64" if t is int else "0.5" for t in items) + "]"
+            raise ValueError(f"{key} must be a list of {len(items)} {_kind(items[0]).removeprefix('a ')}s, e.g. "
+                             f"{example}; got {value!r}")
+        return tuple(_check_scalar(f"{key}[{i}]", v, t) for i, (v, t) in enumerate(zip(value, items)))
+    return _check_scalar(key, value, annotation)
 
 
 def from_dict(cls: type[C], d: dict[str, Any] | None) -> C:
     """Build dataclass `cls` from a dict, refusing unknown keys with the list of known ones (renamed keys,
-    `RENAMED_KEYS`, are read under their new name)."""
+    `RENAMED_KEYS`, are read under their new name), and values of the wrong type (or NaN/inf numbers) with a
+    one-line message naming the key."""
+    if d is not None and not isinstance(d, dict):
+        raise ValueError(f"{SECTIONS.get(cls.__name__, cls.__name__)} must be a mapping of keys to values; got {d!r}")
     d = dict(d or {})
     for old, new in RENAMED_KEYS.get(cls.__name__, {}).items():
         if old in d:
@@ -213,28 +263,32 @@ def from_dict(cls: type[C], d: dict[str, Any] | None) -> C:
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**d)
+    hints = get_type_hints(cls)
+    section = SECTIONS.get(cls.__name__, cls.__name__)
+    checked = {k: check_field_type(f"{section}.{k}", v, hints[k]) for k, v in d.items()}
+    return cls(**checked)
 
 
 def _parse_value(text: str, annotation: Any) -> Any:
-    value = yaml.safe_load(text)
-    if annotation is bool and isinstance(value, str):
-        raise ValueError(f"expected true/false, got {text!r}")
-    if annotation is float and isinstance(value, int):
-        return float(value)
+    """One `--set` value as YAML 1.2 (`1e-3` a float, `[360, 480]` a list); text fields keep the text."""
+    try:
+        value = yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        value = text
     if annotation is str and value is not None and not isinstance(value, str):
         return text
     return value
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """Apply `section.key=value` overrides (values parsed as YAML: `train.crop=[360,480]`)."""
+    """Apply `section.key=value` overrides (values parsed as YAML 1.2: `train.lr=1e-3`, `train.crop=[360,480]`);
+    a wrong key or a value of the wrong type is a ValueError naming the key."""
     d = cfg.to_dict()
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.lr=0.01")
         key, text = item.split("=", 1)
-        section, name = key.split(".", 1)
+        section, name = key.strip().split(".", 1)
         if section not in d:
             raise ValueError(f"unknown config section {section!r}; expected model, loss, train")
         section_cls = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig}[section]
@@ -242,7 +296,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
         name = RENAMED_KEYS.get(section_cls.__name__, {}).get(name, name)
         if name not in hints:
             raise ValueError(f"unknown {section} key {name!r}; known: {sorted(hints)}")
-        d[section][name] = _parse_value(text, hints[name])
+        d[section][name] = check_field_type(f"{section}.{name}", _parse_value(text.strip(), hints[name]), hints[name])
     return ExperimentConfig.from_dict(d)
 
 
@@ -270,7 +324,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file {p} does not exist")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.load(p.read_text(), Loader=Yaml12Loader) or {}  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping with model/loss/train sections")
         cfg = ExperimentConfig.from_dict(data)

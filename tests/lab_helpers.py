@@ -32,3 +32,18 @@ def write_checkpoint(path: Path, classes: list[str] | None = None, **model) -> P
                 torch.nn.init.normal_(step.offset_head[-1].weight, std=0.05)
     card = ModelCard(name=path.name, model=vars(net.config), dataset="toy", classes=classes, palette=palette)
     return save_checkpoint(path, net, card)
+
+
+def png_claiming(path: Path, width: int, height: int, bit_depth: int = 8, colour_type: int = 2) -> Path:
+    """A tiny PNG whose header declares `width`×`height` pixels but which holds almost no data: what a
+    decompression-bomb upload looks like before anything is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path

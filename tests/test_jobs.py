@@ -28,7 +28,7 @@ from contextrast.jobs import (
     submit_job,
 )
 from contextrast.jobs.control import queue_for
-from contextrast.jobs.records import pid_alive
+from contextrast.jobs.processes import pid_alive
 
 TINY_OVERRIDES = [
     "model.decoder_channels=16",
@@ -175,7 +175,8 @@ def test_sigkilled_worker_leaves_an_interrupted_job_that_resumes(runs):
         stop_worker(first)
     # the training child notices its worker is gone and exits by itself (no orphan trains on)
     wait_for(lambda: not pid_alive(child), "the orphaned training child to exit", timeout=30)
-    assert get_job(job["id"], runs)["state"] == "running"  # nobody has looked yet
+    # no worker runs, yet a reader already sees the job as interrupted (not running with an ETA)
+    assert get_job(job["id"], runs)["state"] == "interrupted"
 
     second = start_worker(runs, "worker2")
     try:
@@ -192,6 +193,8 @@ def test_sigkilled_worker_leaves_an_interrupted_job_that_resumes(runs):
     assert f"resumed from {run_dir / 'last'} at iteration {killed_at}" in job_log_tail(job["id"], runs, 200)
     losses, _ = split_curves(read_metrics(run_dir / "metrics.jsonl"))
     assert [it for it, _ in losses["total"]] == list(range(1, 31))
+    steps = [m["iter"] for m in read_metrics(run_dir / "metrics.jsonl") if "val" not in m]
+    assert steps == list(range(1, 31))  # the file itself: what the killed attempt logged past last/ is gone
     with pytest.raises(ValueError, match="finished; only"):
         resume_job(job["id"], runs)
 
@@ -256,6 +259,19 @@ def _ping(client) -> bool:
     ({"device": "tpu"}, ValueError, "unknown device 'tpu'"),
     ({"gpus": 2}, ValueError, "needs device cuda"),
     ({"overrides": ["train.nosuch=1"]}, ValueError, "unknown train key 'nosuch'"),
+    # what could not run used to be accepted here and fail in the worker
+    ({"overrides": ["train.log_interval=0"]}, ValueError, "train.log_interval must be a positive integer"),
+    ({"overrides": ["train.momentum=abc"]}, ValueError, "train.momentum must be a number; got 'abc'"),
+    ({"overrides": ["model.backbone=evil"]}, ValueError, "backbone.*'evil'"),
+    ({"overrides": ["train.device=cuda:7"]}, ValueError, "cuda:7"),
+    ({"overrides": ["train.init_from=/etc"]}, FileNotFoundError, "/etc has no model_card.json"),
+    ({"overrides": ["train.workers=-1"]}, ValueError, "train.workers must be 0 or more"),
+    ({"overrides": ["model.decoder_channels=100000"]}, ValueError, "decoder_channels=100000 is wider than"),
+    ({"overrides": ["train.lr=.nan"]}, ValueError, "train.lr must be a finite number"),
+    ({"overrides": ["loss.alpha=.nan"]}, ValueError, "loss.alpha must be a finite number"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+    ({"lr": float("inf")}, ValueError, "lr must be a finite number"),
+    ({"name": "x" * 200_000}, ValueError, "job name has 200000 characters"),
 ])
 def test_bad_parameters_are_refused_at_submit(runs, change, error, match):
     with pytest.raises(error, match=match):
@@ -267,7 +283,7 @@ def test_bad_parameters_are_refused_at_submit(runs, change, error, match):
 def test_a_queued_job_whose_message_was_lost_is_sent_again(runs):
     """A worker killed between taking huey's message and claiming the record leaves the job queued with no
     message; the next worker's scan sends one again, once, and leaves other states alone."""
-    from contextrast.jobs.control import requeue_lost_jobs
+    from contextrast.jobs.recovery import requeue_lost_jobs
 
     q = queue_for(runs)
     lost, cancelled = submit_job(tiny_job(20), runs), submit_job(tiny_job(20), runs)
@@ -298,6 +314,12 @@ def test_fine_tune_base_is_validated_and_cli_reports_errors(runs, tmp_path, caps
     assert cfg.train.init_from == str(base.resolve()) and cfg.model.decoder_channels == 16
     with pytest.raises(ValueError, match="architecture comes from the base checkpoint"):
         validate_job(tiny_job(20, base_checkpoint=str(base)))
+    weights = base / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])
+    with pytest.raises(ValueError, match="unreadable weights .*truncated"):
+        validate_job(params)  # found at submit, not when the worker loads it
+    weights.write_bytes(intact)
     (base / "model_card.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         validate_job(params)
@@ -333,7 +355,7 @@ def test_train_tab_submits_refuses_and_shows_jobs(runs):
 
 def test_ensure_worker_running_starts_one_and_sigterm_leaves_jobs_resumable(runs):
     from contextrast.jobs import ensure_worker_running
-    from contextrast.jobs.records import open_store
+    from contextrast.jobs.store import open_store
 
     proc = ensure_worker_running(runs)
     assert proc is not None
@@ -357,8 +379,8 @@ def test_multi_process_job_runs_through_torchrun_and_stops_on_every_rank(runs, w
     """gpus=N launches torchrun; here N=2 CPU processes (gloo) stand in for GPUs (users are refused
     cpu with gpus > 1, so the record is written directly). All ranks must agree to stop."""
     from contextrast.engine.checkpoint import load_checkpoint
-    from contextrast.jobs.records import new_job_id, new_record
-    from contextrast.jobs.tasks import job_run_dir
+    from contextrast.jobs.record import new_job_id, new_record
+    from contextrast.jobs.run_dir import job_run_dir
     from contextrast.jobs.validate import validate_job
 
     params, cfg = validate_job(tiny_job(1000, ckpt_interval=1000))
@@ -375,3 +397,29 @@ def test_multi_process_job_runs_through_torchrun_and_stops_on_every_rank(runs, w
     assert load_checkpoint(r["checkpoint"])[1].iteration == r["iteration"] < 1000
     log = job_log_tail(job_id, runs, 200)
     assert "rank 0 of 2 processes" in log and "rank 1 of 2 processes" in log
+
+
+def test_a_diverging_job_fails_with_its_reason_in_the_record_and_the_log(runs, worker):
+    """lr=100000 on a tiny toy run: the job ends `failed` and says why (non-finite loss or gradients),
+    never only an exit code or a signal."""
+    job = submit_job(tiny_job(30, lr=100000.0), runs)
+    r = wait_for(lambda: state_is(job["id"], runs, "failed", "finished"), "the diverging job", logs=runs.parent)
+    assert r["state"] == "failed", r
+    assert "FloatingPointError" in r["error"] and "not finite" in r["error"], r["error"]
+    assert "not finite" in r["message"]
+    assert "not finite" in job_log_tail(job["id"], runs, 60)
+
+
+def test_job_control_answers_unknown_ids_bounds_names_and_writes_strict_json(runs):
+    from contextrast.jobs.file_store import FileJobStore
+
+    for action in (cancel_job, stop_job, resume_job, get_job):
+        with pytest.raises(FileNotFoundError, match="no job 'nosuch'") as e:
+            action("nosuch", runs)
+        assert ".lock" not in str(e.value)
+    job = submit_job(tiny_job(20), runs)
+    store = FileJobStore(runs)
+    store.set(job["id"], best_miou=float("nan"), last_log={"iter": 3, "total": float("inf")})
+    text = (runs / "jobs" / job["id"] / "job.json").read_text()
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in job.json"))
+    assert record["best_miou"] is None and record["last_log"]["total"] is None

@@ -17,7 +17,6 @@ from app.lab import Context, Lab, message_box, notices_md, status, try_this
 from app.state import LRU
 from contextrast.analysis import cards, errors
 from contextrast.analysis.predict import prediction_maps
-from contextrast.data import build_dataset
 from contextrast.engine.evaluate import evaluate
 
 ALL_CLASSES = "all classes"
@@ -123,12 +122,13 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
         cached = tab.cache.get(key)
         if cached is not None:
             return cached, True
-        dataset = build_dataset(spec_value, split_value)
+        dataset = lab.open_dataset(spec_value, split_value)
         cards.check_dataset_classes(dataset.info.classes, loaded.card.classes)
+        progress((0, len(dataset) if limit is None else min(limit, len(dataset))), desc="evaluating", unit="images")
         with loaded.lock:
             metrics = evaluate(loaded.model, dataset, should_stop=flag.is_set, max_images=limit,
                                progress=lambda d, t: progress((d, t), desc=f"evaluating {loaded.name}", unit="images"))
-        metrics.update(checkpoint=str(loaded.path), data=spec_value, split=split_value)
+        metrics.update(checkpoint=lab.paths.display(loaded.path), data=spec_value, split=split_value)
         tab.history.append(dict(key=key, images=metrics["images"], cancelled=metrics["cancelled"]))
         if not metrics["cancelled"]:
             tab.cache.put(key, metrics)
@@ -165,7 +165,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             ckey = (loaded.name, spec_value, split_value, limit, loaded_b.name)
             cmp = tab.cache.get(ckey)
             if cmp is None and not metrics_b["cancelled"]:
-                dataset = build_dataset(spec_value, split_value)
+                dataset = lab.open_dataset(spec_value, split_value)
                 with loaded.lock, loaded_b.lock:
                     cmp = errors.compare_on_dataset(loaded.model, loaded_b.model, dataset, should_stop=flag.is_set,
                                                     max_images=limit, progress=lambda d, t: progress(

@@ -18,7 +18,7 @@ from contextrast.analysis.training_curves import steady_eta, training_curves_fig
 from contextrast.data import build_dataset
 from contextrast.engine.card import read_card
 from contextrast.jobs import control
-from contextrast.jobs.records import open_store
+from contextrast.jobs.control import live_workers
 from contextrast.losses import LOSSES
 
 SCRATCH = "(from scratch)"
@@ -182,10 +182,10 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
         if job_id is None:
             return [job_rows(records, tab.eta), menu, "No jobs yet.", training_curves_figure([]), "", models]
         record = next(r for r in records if r["id"] == job_id)
-        workers = open_store(runs_dir).live_workers() if record["state"] == "queued" else []
+        workers = live_workers(runs_dir) if record["state"] == "queued" else []
         figure = training_curves_figure(control.job_metrics(job_id, runs_dir), title=record["params"].get("name") or job_id)
-        return [job_rows(records, tab.eta), menu, progress_markdown(record, workers, tab.eta), figure,
-                control.job_log_tail(job_id, runs_dir, LOG_LINES), models]
+        return [job_rows(records, tab.eta), menu, lab.paths.redact(progress_markdown(record, workers, tab.eta)), figure,
+                lab.paths.redact(control.job_log_tail(job_id, runs_dir, LOG_LINES)), models]
 
     view_outputs = [table, job, progress, curves, log] + ([model_menu] if model_menu is not None else [])
 
@@ -200,7 +200,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                                                                  _int(crop_w_v, "crop width")],
                   "device": device_v, "gpus": _int(gpus_v, "GPUs"), "name": name_v or "",
                   "overrides": [line.strip() for line in (overrides_v or "").splitlines() if line.strip()]}
-        record = control.submit_job(params, runs_dir)
+        record = control.submit_job(params, runs_dir, paths=lab.paths)
         return [f"Submitted job **{record['id']}**."] + trim(view(record["id"]))
 
     def train_poll(job_id):

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from contextrast.analysis.colormaps import blend
 from contextrast.config import IGNORE_INDEX
+from contextrast.limits import MAX_CLASSES
 
 # outcome codes of one pixel for one class filter (or all classes)
 NONE, TP, FP, FN, WRONG, IGNORED = range(6)
@@ -85,6 +86,8 @@ def confusion_figure(confusion: np.ndarray | Sequence[Sequence[int]], classes: S
                      normalised: bool = False) -> go.Figure:
     """Heatmap of a (K, K) confusion matrix, rows = ground truth. `normalised`: each row divided by its
     sum (the share of the class's pixels predicted as each class; rows without pixels stay 0)."""
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(f"a confusion matrix of {len(classes)} classes; at most {MAX_CLASSES} are drawn")
     cm = np.asarray(confusion, np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(f"confusion must be ({len(classes)}, {len(classes)}); got {cm.shape}")

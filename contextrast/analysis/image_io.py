@@ -4,6 +4,7 @@ and label maps checked against the image and the label set (labels 0..K-1, 255 =
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contextrast import limits
 from contextrast.config import IGNORE_INDEX
 
 MIN_SIDE = 32  # the network's coarsest stride: smaller images have an empty 1/32 grid
@@ -42,10 +44,16 @@ def _read_bytes(source: bytes | str | Path, what: str) -> bytes:
 
 
 def _open(data: bytes, what: str) -> Image.Image:
-    """PIL image with its pixels loaded (so truncated files fail here, not later)."""
+    """PIL image with its pixels loaded (so truncated files fail here, not later), after the size its
+    header declares was checked against the pixel bound (contextrast.limits)."""
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
+        with warnings.catch_warnings():  # PIL's own bomb warning: the bound that counts is limits'
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            limits.check_image_size(*img.size, what=what)
+            img.load()
+    except limits.ImageTooLarge:
+        raise
     except Image.DecompressionBombError as e:
         raise ValueError(f"{what} is too large to decode safely ({e}); upload a smaller image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -60,16 +68,17 @@ def _to_uint8(arr: np.ndarray, notices: list[str]) -> np.ndarray:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if not np.issubdtype(arr.dtype, np.floating) and lo >= 0 and hi <= 65535:
+        # integer arithmetic: a big 16-bit picture never needs an 8-byte-per-sample copy
+        if hi <= 255:
+            return arr.astype(np.uint8)
+        notices.append("16-bit image scaled to 8 bits.")
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)  # = round(v / 257)
     a = arr.astype(np.float64)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
         notices.append("Floating-point image in [0, 1] scaled to 8 bits.")
         return (a * 255.0 + 0.5).astype(np.uint8)
-    if lo >= 0 and hi <= 255 and not np.issubdtype(arr.dtype, np.floating):
-        return a.astype(np.uint8)
-    if lo >= 0 and hi <= 65535 and not np.issubdtype(arr.dtype, np.floating):
-        notices.append("16-bit image scaled to 8 bits.")
-        return (a / 257.0 + 0.5).astype(np.uint8)
     notices.append(f"Image with values in [{lo:g}, {hi:g}] stretched to 0..255.")
     return ((a - lo) / max(hi - lo, 1e-12) * 255.0 + 0.5).astype(np.uint8)
 

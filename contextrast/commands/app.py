@@ -7,7 +7,9 @@ import argparse
 HELP = "start the Contextrast Lab web app (predictions, SRM offsets, CRM attention, BANE, embeddings, errors, training)"
 EXAMPLES = """  contextrast app                                   # every checkpoint in checkpoints/, on 127.0.0.1:7860
   contextrast app --checkpoint runs/toy/final --data camvid:/data/camvid
-  contextrast app --host 0.0.0.0 --auth alice:secret --port 8080"""
+  contextrast app --data camvid:/data/camvid --data-root /data   # clients may evaluate datasets under /data
+  contextrast app --host 0.0.0.0 --auth-file ~/.contextrast-login --port 8080   # the file holds user:password
+  CONTEXTRAST_AUTH=alice:secret contextrast app --host 0.0.0.0"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "train) split is listed before the built-in toy samples and opens the page")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; other than localhost needs --auth or --insecure")
-    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password (visible to other "
+                   "users in `ps`: prefer --auth-file or $CONTEXTRAST_AUTH)")
+    p.add_argument("--auth-file", metavar="FILE", help="require the user:password on the first line of FILE")
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="a folder whose datasets clients may name in dataset specs (repeatable); the --data "
+                        "spec's folder is allowed too, and nothing else on disk")
     p.add_argument("--insecure", action="store_true", help="allow a non-local --host without --auth")
     p.add_argument("--max-file-size", default="20mb", help="largest upload accepted, e.g. 20mb (default)")
     p.add_argument("--max-side", type=int, default=2048,
@@ -31,10 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.main import check_host, launch, parse_auth
+    from app.access import check_host, resolve_auth
 
-    check_host(args.host, parse_auth(args.auth), args.insecure)  # fail before importing torch-heavy parts
+    check_host(args.host, resolve_auth(args.auth, args.auth_file), args.insecure)  # before the torch-heavy imports
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be 1..65535; got {args.port}")
+    from app.main import check_max_side, launch
+
+    check_max_side(args.max_side)
     launch(args)
     return 0

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from contextrast.analysis.image_io import MIN_SIDE
+    from contextrast.data.io import read_rgb
     from contextrast.data.palette import colorize
     from contextrast.data.transforms import normalize
     from contextrast.engine.checkpoint import load_checkpoint
@@ -43,20 +45,28 @@ def run(args: argparse.Namespace) -> int:
     if clashes:
         raise ValueError(f"several images share the file stem(s) {clashes}; their outputs would overwrite each other")
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a directory (it is created if missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     for name in args.images:
         path = Path(name)
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if bgr is None:
-            reason = "does not exist" if not path.exists() else "is not an image OpenCV can read"
-            print(f"contextrast predict: skipping {path}: it {reason}", file=sys.stderr)
+        try:  # one bad image is reported and skipped; the others are still segmented
+            rgb = read_rgb(path)
+            if min(rgb.shape[:2]) < MIN_SIDE:
+                raise ValueError(f"it is {rgb.shape[1]}×{rgb.shape[0]} px; the network needs at least {MIN_SIDE} "
+                                 "px on each side")
+            image = normalize(rgb).unsqueeze(0).to(device)
+            probs = predict_logits(model, image, crop=tuple(args.crop) if args.crop else None,
+                                   flip=args.flip, scales=tuple(args.scales))
+        except (ValueError, FileNotFoundError, MemoryError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and "alloc" not in str(e):
+                raise
+            reason = str(e).splitlines()[0] if not isinstance(e, (MemoryError, RuntimeError)) else (
+                "not enough memory to segment it at full size; use --crop H W (sliding window)")
+            print(f"contextrast predict: skipping {path}: {reason}", file=sys.stderr)
             failed += 1
             continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        image = normalize(rgb).unsqueeze(0).to(device)
-        probs = predict_logits(model, image, crop=tuple(args.crop) if args.crop else None,
-                               flip=args.flip, scales=tuple(args.scales))
         labels = probs.argmax(dim=1)[0].cpu().numpy()
         mask = colorize(labels, card.palette)
         overlay = (rgb.astype(np.float32) * (1 - args.alpha) + mask.astype(np.float32) * args.alpha).round()

@@ -5,7 +5,8 @@ import argparse
 HELP = "run a background fine-tuning worker (huey consumer) for the jobs queued in a runs directory"
 EXAMPLES = """  contextrast worker                          # serves runs/queue.sqlite3 with one job slot
   contextrast worker --runs-dir /data/runs --workers 2
-  CONTEXTRAST_REDIS_URL=redis://queue-host:6379/0 contextrast worker   # one of several machines sharing a queue"""
+  CONTEXTRAST_REDIS_URL=redis://:SECRET@queue-host:6379/0 contextrast worker   # one of several machines sharing a
+  # password-protected queue (rediss://… for TLS; see the README on what a shared queue trusts)"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

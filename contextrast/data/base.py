@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contextrast.data.info import DatasetInfo
-from contextrast.data.io import LabelTransform, check_same_size, read_label, read_rgb
+from contextrast.data.io import LabelTransform, check_same_size, image_size, read_label, read_rgb
 from contextrast.data.transforms import normalize
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -51,6 +51,10 @@ class SegmentationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(H, W) of sample `index`'s picture, read from its file header (no decoding when possible)."""
+        return image_size(self.samples[index][0])
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.samples[index]

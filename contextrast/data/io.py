@@ -1,31 +1,71 @@
-"""Reading images and label maps from disk, and mapping raw label values to 0..K-1 / 255."""
+"""Reading images and label maps from disk, and mapping raw label values to 0..K-1 / 255.
+
+Every read checks the size a file declares in its header against `contextrast.limits` before a pixel
+is decoded, so a small file claiming an enormous picture is refused instead of exhausting memory.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from contextrast import limits
 from contextrast.config import IGNORE_INDEX
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def declared_size(path: str | Path) -> tuple[int, int] | None:
+    """(H, W) that an image file's header declares, read without decoding; None for a format the
+    header reader does not know (OpenCV may still read it). FileNotFoundError when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        with warnings.catch_warnings():  # PIL's own bomb warning: the bound that counts is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path} declares an image far larger than this lab decodes") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return int(h), int(w)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header when possible (else by decoding it)."""
+    size = declared_size(path)
+    return size if size is not None else tuple(read_rgb(path).shape[:2])  # type: ignore[return-value]
+
+
+def _read(path: str | Path, flags: int, what: str) -> np.ndarray:
+    size = declared_size(path)
+    if size is not None:
+        limits.check_image_size(size[1], size[0], f"{what} {path}")
+    try:
+        image = cv2.imread(str(path), flags)
+    except cv2.error as e:
+        raise ValueError(f"cannot decode {what} {path}: {str(e).strip().splitlines()[-1]}") from None
+    if image is None:
+        raise FileNotFoundError(f"cannot read {what} {path} (missing, or not an image format OpenCV reads)")
+    limits.check_image_size(image.shape[1], image.shape[0], f"{what} {path}")
+    return image
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file → (H, W, 3) uint8 RGB (cv2 reads BGR; grey and alpha are converted)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path} (missing, or not an image format OpenCV reads)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_read(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: str | Path) -> np.ndarray:
     """A label file read unchanged: (H, W) integer values, or (H, W, 3) BGR for colour-coded masks."""
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise FileNotFoundError(f"cannot read label map {path} (missing, or not an image format OpenCV reads)")
+    label = _read(path, cv2.IMREAD_UNCHANGED, "label map")
     if label.ndim == 3 and label.shape[2] == 4:
         label = label[..., :3]
     return label

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from contextrast import limits
 from contextrast.data.base import SegmentationDataset, Transform, check_split
 from contextrast.data.info import DatasetInfo
 from contextrast.data.registry import DATASETS
@@ -30,6 +31,7 @@ TOY = DatasetInfo(
 )
 SPLIT_LENGTHS = {"train": 256, "val": 64, "test": 64}
 DEFAULT_SIZE = (128, 160)
+MAX_LENGTH = 1_000_000  # pictures per split: each is drawn on demand, but a count must stay countable
 # mean fill colour per class; objects draw around it with a wide spread so classes overlap in colour
 CLASS_COLOURS = {DISC: (190, 90, 90), RECTANGLE: (90, 170, 90), BAR: (200, 190, 80), TRIANGLE: (90, 110, 190)}
 COLOUR_SPREAD = 45.0
@@ -152,7 +154,10 @@ class ToyDataset(SegmentationDataset):
             raise ValueError(f"toy options n and seed must be integers; got n={n!r}, seed={seed!r}") from None
         if self.length < 1:
             raise ValueError(f"toy option n must be positive; got {self.length}")
+        if self.length > MAX_LENGTH:
+            raise ValueError(f"toy option n must be at most {MAX_LENGTH}; got {self.length}")
         self.size = _parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
+        limits.check_image_size(self.size[1], self.size[0], f"a toy picture of size {self.size[0]}x{self.size[1]}")
 
     def __len__(self) -> int:
         return self.length
@@ -162,6 +167,9 @@ class ToyDataset(SegmentationDataset):
 
     def sample_name(self, index: int) -> str:
         return f"{self.split}_{index:05d}"
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        return self.size
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < self.length:

@@ -22,6 +22,7 @@ from contextrast.engine.checkpoint_files import (
     require_file,
     write_json,
 )
+from contextrast.limits import check_model_size
 
 
 @dataclass
@@ -144,6 +145,8 @@ def read_card(path: str | Path) -> ModelCard:
     f = require_file(d, CARD_FILE)
     data = read_json(f)
     try:
-        return ModelCard.from_dict(data)
+        card = ModelCard.from_dict(data)
+        check_model_size(card.model)  # the model it describes can be built, within the bounds
+        return card
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {f} holds an invalid model card: {e}") from e

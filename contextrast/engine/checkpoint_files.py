@@ -39,8 +39,8 @@ def require_file(directory: Path, name: str) -> Path:
 def read_json(f: Path) -> Any:
     try:
         return json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"checkpoint {f} is corrupt or truncated: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"checkpoint {f} is corrupt or truncated: {str(e)[:200]}") from None
 
 
 def write_json(obj: Any, f: Path) -> None:

@@ -1,127 +1,37 @@
-"""Check a fine-tuning job's parameters when it is submitted, not at iteration 500.
+"""Check a fine-tuning job when it is submitted, not at iteration 500: build what the job will build.
 
-`validate_job(params)` builds the full `ExperimentConfig` the job will train with, which already
-refuses a non-positive lr, batch 0, an unknown loss …; then it opens the dataset spec and reads one
-training sample (a crop larger than the images is refused), and reads the base checkpoint's model
-card (a missing or broken checkpoint is refused). Fine-tuning takes the architecture from the base
-checkpoint (METHOD.md §1 network; the classifier is re-initialised by the trainer when the class
-count differs).
+`validate_job(params)` builds the full `ExperimentConfig` the job will train with (which refuses a
+non-positive lr, batch 0, an unknown loss, a value of the wrong type …), opens both splits of the
+dataset spec and reads the size of one training picture from its header (a crop larger than the
+images is refused; nothing is decoded in the caller's process), builds the model on the meta device
+(an unknown backbone, or a model beyond the size bounds of `contextrast.limits`, is refused), checks
+a base checkpoint's card and the shapes of its weights against that model (a truncated or foreign
+checkpoint is refused), and checks the device against this machine.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
-from contextrast.config import (
-    ExperimentConfig,
-    LossConfig,
-    ModelConfig,
-    TrainConfig,
-    apply_overrides,
-    model_config_from_card,
-    replace,
-)
-from contextrast.losses import LOSSES
+from contextrast import limits
+from contextrast.config import ExperimentConfig, replace
+from contextrast.jobs.params import JobParams, build_job_config
+from contextrast.paths import PathPolicy
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+__all__ = ["JobParams", "build_job_config", "validate_job"]
 
 
 @dataclass
-class JobParams:
-    """What the Train tab and `contextrast jobs submit` ask for. Intervals of 0 mean 'pick one'."""
-
-    data: str = "toy"  # dataset spec (contextrast.data.build_dataset), e.g. camvid:/data/camvid
-    base_checkpoint: str = ""  # checkpoint dir to fine-tune from; "" trains from scratch
-    loss: str = "contextrast"  # ce | pixel_contrast | ccl | contextrast
-    iterations: int = 1000
-    lr: float = 0.01
-    batch_size: int = 8
-    crop: tuple[int, int] = (256, 256)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    gpus: int = 1  # > 1: one machine, N processes through torchrun
-    val_interval: int = 0
-    ckpt_interval: int = 0
-    log_interval: int = 0
-    name: str = ""  # a label for the job table
-    overrides: list[str] = field(default_factory=list)  # extra section.key=value config overrides
-
-    def __post_init__(self) -> None:
-        self.crop = tuple(int(c) for c in self.crop)  # type: ignore[assignment]
-        self.overrides = [str(o) for o in self.overrides]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["crop"] = list(self.crop)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JobParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown job parameters {unknown}; known: {sorted(known)}")
-        return cls(**d)
+class DatasetFacts:
+    num_classes: int
+    train_images: int
+    image_size: tuple[int, int]  # (H, W) of the first training picture
 
 
-def _check_number(name: str, value: Any, kind: type, positive: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-        raise ValueError(f"{name} must be a{'n integer' if kind is int else ' number'}; got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive; got {value!r}")
-
-
-def build_job_config(p: JobParams) -> ExperimentConfig:
-    """The ExperimentConfig of a job (without run_dir, which the worker sets), or ValueError."""
-    _check_number("lr", p.lr, float)
-    for name in ("iterations", "batch_size", "gpus"):
-        _check_number(name, getattr(p, name), int)
-    for name in ("val_interval", "ckpt_interval", "log_interval"):
-        _check_number(name, getattr(p, name), int, positive=False)
-        if getattr(p, name) < 0:
-            raise ValueError(f"{name} must be ≥ 0 (0 picks one); got {getattr(p, name)}")
-    LOSSES.get(p.loss)  # unknown loss: ValueError naming the choices
-    if not DEVICE_PATTERN.match(p.device):
-        raise ValueError(f"unknown device {p.device!r}; choose auto, cpu, cuda or cuda:N")
-    if p.gpus > 1 and p.device == "cpu":
-        raise ValueError(f"gpus={p.gpus} needs device cuda or auto; a CPU job runs as one process")
-    if p.batch_size % p.gpus:
-        raise ValueError(f"batch_size {p.batch_size} must be divisible by gpus {p.gpus} (one share per GPU)")
-
-    model = ModelConfig()
-    if p.base_checkpoint:
-        from contextrast.engine.card import read_card
-
-        base = Path(p.base_checkpoint)
-        if not base.exists():
-            raise FileNotFoundError(f"base checkpoint {base} does not exist; give a checkpoint directory "
-                                    "(model.safetensors + model_card.json) or leave it empty to train from scratch")
-        card = read_card(base)  # FileNotFoundError / ValueError for a broken checkpoint
-        model = model_config_from_card(card.model)
-        if any(o.strip().startswith("model.") for o in p.overrides):
-            raise ValueError("the architecture comes from the base checkpoint; drop the model.* overrides "
-                             "or train from scratch (empty base checkpoint)")
-    iterations = p.iterations
-    train = TrainConfig(
-        data=p.data,
-        crop=p.crop,
-        batch_size=p.batch_size,
-        iterations=iterations,
-        lr=float(p.lr),
-        device=p.device,
-        val_interval=p.val_interval or max(1, iterations // 5),
-        ckpt_interval=p.ckpt_interval or max(1, min(100, iterations // 10)),
-        log_interval=p.log_interval or max(1, min(10, iterations // 50)),
-        init_from=str(Path(p.base_checkpoint).resolve()) if p.base_checkpoint else "",
-    )
-    cfg = ExperimentConfig(model=model, loss=LossConfig(name=p.loss), train=train)
-    return apply_overrides(cfg, p.overrides)
-
-
-def check_dataset(cfg: ExperimentConfig, gpus: int = 1) -> None:
-    """Open both splits of the dataset spec and read one training picture's size."""
+def check_dataset(cfg: ExperimentConfig, gpus: int = 1) -> DatasetFacts:
+    """Open both splits of the dataset spec and read one training picture's size (header only)."""
     from contextrast.data import build_dataset
 
     t = cfg.train
@@ -131,30 +41,88 @@ def check_dataset(cfg: ExperimentConfig, gpus: int = 1) -> None:
     if len(train_set) < max(per_rank, 1):
         raise ValueError(f"dataset {t.data!r} has {len(train_set)} {t.train_split} images, fewer than one batch "
                          f"of {per_rank}")
-    rgb, _ = train_set.load(0)
-    h, w = rgb.shape[:2]
+    h, w = train_set.image_size(0)
     if t.crop[0] > h or t.crop[1] > w:
         raise ValueError(f"crop {t.crop[0]}×{t.crop[1]} is larger than the images of {t.data!r} ({h}×{w}); "
                          f"pick a crop of at most {h}×{w}")
+    return DatasetFacts(train_set.info.num_classes, len(train_set), (h, w))
 
 
-def check_device(p: JobParams) -> None:
+def check_training_values(cfg: ExperimentConfig) -> None:
+    """Values the trainer divides by or hands to a DataLoader."""
+    t = cfg.train
+    if t.log_interval < 1:
+        raise ValueError(f"train.log_interval must be a positive integer; got {t.log_interval!r}")
+    if t.workers < 0:
+        raise ValueError(f"train.workers must be 0 or more; got {t.workers!r}")
+
+
+def check_model(cfg: ExperimentConfig, num_classes: int) -> None:
+    """Build the job's model on the meta device (as the trainer will: with the dataset's class count)."""
+    limits.check_model_size(replace(cfg.model, num_classes=num_classes))
+
+
+def check_base_checkpoint(cfg: ExperimentConfig, num_classes: int) -> None:
+    """The checkpoint the job starts from: a valid card, and weights whose names and shapes fit the
+    model (the classifier may differ in class count). Reads the safetensors header, not the weights."""
+    path = cfg.train.init_from
+    if not path:
+        return
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from contextrast.config import model_config_from_card
+    from contextrast.engine.card import read_card
+    from contextrast.engine.checkpoint_files import WEIGHTS_FILE
+    from contextrast.models import build_model
+
+    card = read_card(path)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(model_config_from_card(card.model)).state_dict().items()}
+        job_keys = set(build_model(replace(cfg.model, num_classes=num_classes)).state_dict())
+    try:
+        with safe_open(f"{path}/{WEIGHTS_FILE}", framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"base checkpoint {path} has unreadable weights ({e}); it may be truncated") from None
+    wrong = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+    if wrong:
+        raise ValueError(f"the weights of base checkpoint {path} do not fit its model card: "
+                         f"{', '.join(wrong[:3])}{' …' if len(wrong) > 3 else ''}")
+    if set(expected) != job_keys:
+        raise ValueError(f"base checkpoint {path} has another architecture than this job's model")
+
+
+def check_device(device: str, gpus: int) -> None:
     import torch
 
-    if p.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {p.device!r} was asked for but this machine has no CUDA GPU (use auto or cpu)")
-    if p.gpus > 1 and torch.cuda.device_count() < p.gpus:
-        raise ValueError(f"gpus={p.gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but this machine has no CUDA GPU (use auto or cpu)")
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                         f"GPU(s), numbered from 0")
+    if gpus > 1 and torch.cuda.device_count() < gpus:
+        raise ValueError(f"gpus={gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
-def validate_job(params: JobParams | dict[str, Any], devices_here: bool = True) -> tuple[JobParams, ExperimentConfig]:
+def validate_job(params: JobParams | dict[str, Any], devices_here: bool = True,
+                 paths: PathPolicy | None = None) -> tuple[JobParams, ExperimentConfig]:
     """(params, the config the job will train with), or ValueError/FileNotFoundError saying what is wrong.
 
     `devices_here`: check the device against this machine's GPUs (false when workers run elsewhere).
+    `paths`: the folders the submitter may name (a web client); the dataset folder and the base
+    checkpoint must lie inside them, and nothing outside is read.
     """
     p = params if isinstance(params, JobParams) else JobParams.from_dict(dict(params))
+    if paths is not None and p.base_checkpoint:
+        p = dataclasses.replace(p, base_checkpoint=paths.checkpoint(p.base_checkpoint))
     cfg = build_job_config(p)
-    check_dataset(cfg, p.gpus)
+    if paths is not None:
+        cfg = paths.job_config(cfg)
+    check_training_values(cfg)
+    facts = check_dataset(cfg, p.gpus)
+    check_model(cfg, facts.num_classes)
+    check_base_checkpoint(cfg, facts.num_classes)
     if devices_here:
-        check_device(p)
+        check_device(cfg.train.device, p.gpus)
     return p, replace(cfg, train=replace(cfg.train, run_dir=""))
