@@ -9,9 +9,9 @@ import torch
 from contextrast.analysis import learn
 from contextrast.analysis.bane import run_loss
 from contextrast.analysis.forward import run_model
+from contextrast.config import LossConfig
 from contextrast.data import build_dataset
 from contextrast.data.toy import TOY
-from contextrast.config import LossConfig
 from contextrast.losses.bane import bane_on_grid, fine_error_distance
 from contextrast.losses.grid import nearest_resize
 from contextrast.models import build_model
