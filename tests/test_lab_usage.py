@@ -184,6 +184,21 @@ def test_thumbnail_gallery_opens_a_sample(lab):
     assert name == demo.lab.samples.names_in_set("toy")[1] and rgb.shape[:2] == (128, 160)
 
 
+def test_a_row_of_the_image_browser_opens_its_image(lab):
+    from gradio import helpers
+    from gradio.events import SelectData
+
+    demo, _ = lab
+    ranked = fn_named(demo, "images_rank").fn("toy-a", "toy", "mIoU (worst first)", [], 3, None)
+    rows = ranked[0]
+    assert len(rows) == 3 and ranked[-2:] == ["", ""]
+    opened = fn_named(demo, "images_open")
+    args, *_ = helpers.special_args(opened.fn, ["toy"], None,
+                                    SelectData(None, {"index": [0, 1], "value": rows[0][1], "row_value": rows[0]}))
+    name, rgb = opened.fn(*args)
+    assert name == rows[0][1] and rgb.shape[:2] == (128, 160)
+
+
 def test_start_up_prints_the_address_and_no_share_hint(tmp_path, capsys):
     write_checkpoint(tmp_path / "checkpoints" / "toy-a")
     args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(tmp_path / "checkpoints"), data=None,

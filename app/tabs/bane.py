@@ -83,7 +83,8 @@ def build_bane(lab: Lab) -> dict[str, Any]:
                     "negatives: wrongly predicted pixels close to the edge of their error region. These pictures come "
                     "from the loss's own record of what it sampled on this image.")
         with gr.Row():
-            k_s = gr.Slider(1, 100, value=50, step=1, label="K_s: keep error pixels in the lowest K_s % of distances")
+            k_s = gr.Slider(1, 100, value=50, step=1, label="K_s: keep error pixels in the lowest K_s % of distances",
+                            elem_id="bane-ks")
             layer = gr.Radio(list(bane.LAYER_NAMES), value=bane.LAYER_NAMES[1], type="index", label="Layer")
             cls = gr.Dropdown([AUTO, *class_names], value=AUTO, label="Class (anchor)")
         message = message_box()

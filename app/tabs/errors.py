@@ -97,7 +97,7 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
             spec = gr.Textbox(data_spec or "toy", label="Dataset spec",
                               info="e.g. toy:n=16,size=128x160 or camvid:/path")
             split = gr.Dropdown(list(SPLITS), value="val", label="Split")
-            max_images = gr.Number(0, precision=0, label="Max images (0: all)")
+            max_images = gr.Number(0, precision=0, label="Max images (0: all)", elem_id="errors-max")
             split_other = gr.Dropdown(comparable, value=NO_MODEL, label="Checkpoint B for the split")
             normalised = gr.Checkbox(True, label="Normalise rows", info="shares of each true class; off: pixels")
         with gr.Row():

@@ -31,14 +31,14 @@ def build_images(lab: Lab) -> list[Any]:
             which = gr.Dropdown(sets, value=sets[0] if sets else None, label="Sample set")
             sort_by = gr.Radio(list(ranking.SORT_KEYS), value=ranking.SORT_KEYS[0], label="Sort by")
             must = gr.CheckboxGroup(class_names, value=[], label="Only images that contain")
-            limit = gr.Number(0, precision=0, label="Max images (0: all)", minimum=0)
+            limit = gr.Number(0, precision=0, label="Max images (0: all)", minimum=0, elem_id="images-max")
         with gr.Row():
             rank = gr.Button("Rank the images", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         message = message_box()
         info = gr.Markdown(elem_id="images-info")
         listing = gr.Dataframe(headers=ranking.TABLE_HEADERS, value=[], interactive=False, label="Click a row to open "
-                               "the image in every tab", max_height=420)
+                               "the image in every tab", max_height=420, elem_id="images-table")
     outputs = [listing, info]
 
     def listed(set_label: str | None, count: float | None) -> list[str]:
@@ -99,7 +99,8 @@ def build_images(lab: Lab) -> list[Any]:
         return show(result, loaded.name, set_label, sort_key, must_contain, count, True)
 
     def open_row(set_label, evt: gr.SelectData):
-        name = f"{set_label}/{evt.row_value[1]}" if evt.row_value else None
+        """A click on a row: its image (the table names samples as the Sample menu does) opens in every tab."""
+        name = str(evt.row_value[1]) if evt.row_value else None
         if name not in lab.samples:
             return gr.skip(), gr.skip()
         return name, lab.samples.load(name)[0]

@@ -73,7 +73,7 @@ def build_learn(lab: Lab) -> LearnTab:
         with gr.Row():
             base = learn.defaults_of(cards.training_loss(lab.store.cards[models[0]]) if models else None)
             tau = gr.Slider(0.02, 1.0, value=base["tau"], step=0.01, label="τ (temperature)")
-            k_s = gr.Slider(1, 100, value=base["bane_percent"], step=1, label="K_s (%)")
+            k_s = gr.Slider(1, 100, value=base["bane_percent"], step=1, label="K_s (%)", elem_id="learn-ks")
             w_h = gr.Slider(0.0, 1.0, value=base["w_h"], step=0.05, label="w_h (weight of the deepest anchor)")
         start = gr.Button("Walk through", variant="primary")
         message = message_box()
@@ -84,7 +84,7 @@ def build_learn(lab: Lab) -> LearnTab:
             with gr.Row():
                 pic = gr.Plot(show_label=False) if kind == "plot" else gr.Image(show_label=False, interactive=False,
                                                                                  format="png", height=300)
-                text = gr.Markdown()
+                text = gr.Markdown(elem_id=f"learn-step-{len(texts) + 1}")
             outputs.append(pic)
             texts.append(text)
         loss_json = gr.JSON(label="Loss terms at these settings (and at the model's own)")

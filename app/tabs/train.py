@@ -152,7 +152,7 @@ def build_train(lab: Lab, runs_dir: str | Path = "runs") -> TrainTab:
                                    placeholder="train.val_interval=50\nloss.alpha=0.2")
         start = gr.Button("Start", variant="primary")
         message = message_box()
-        submitted = gr.Markdown()
+        submitted = gr.Markdown(elem_id="train-submitted")
         table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, label="Jobs (newest first)")
         with gr.Row():
             job = gr.Dropdown([], label="Job", allow_custom_value=True, scale=3)
