@@ -123,9 +123,12 @@ class Lab:
     def on(self, triggers: Any, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any],
            message: Any, *, heavy: bool = True, **kwargs: Any) -> Any:
         """Wire `fn` to `triggers` with the lab's error handling (`guarded`): the outputs get `message` and the
-        input message appended. Heavy events join the model's concurrency group. Returns the event."""
+        input message appended (cleared on success only by events that read the image or label map, so a timer or
+        another tab's button never hides what is wrong with the input). Heavy events join the model's concurrency
+        group. Returns the event."""
         extra = self.model_event(**kwargs) if heavy else kwargs
-        return gr.on(triggers, guarded(fn, len(outputs)), inputs=list(inputs),
+        reads_input = any(c is i for c in inputs for i in self.inputs[1:])
+        return gr.on(triggers, guarded(fn, len(outputs), reads_input), inputs=list(inputs),
                      outputs=[*outputs, message, self.components["input_message"]], **extra)
 
     def draws_input(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any], message: Any,
@@ -204,16 +207,17 @@ def _failure(n: int, e: Exception, fn: Callable[..., Any]) -> list[Any]:
 
 
 
-def guarded(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+def guarded(fn: Callable[..., Any], n: int, clears_input: bool = True) -> Callable[..., Any]:
     """`fn` returns (or yields) its `n` outputs; the guarded function returns them plus the tab message and the
-    input message (both cleared on success), and on failure `_failure`. Plain and generator handlers alike."""
+    input message (both cleared on success; the input message kept without `clears_input`), and on failure
+    `_failure`. Plain and generator handlers alike."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any) -> Iterator[list[Any]]:
             try:
                 for values in fn(*args, **kwargs):
-                    yield [*values, "", ""]
+                    yield [*values, "", "" if clears_input else gr.skip()]
             except Exception as e:  # noqa: BLE001
                 yield _failure(n, e, fn)
 
@@ -225,7 +229,7 @@ def guarded(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
             values = fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001
             return _failure(n, e, fn)
-        return [*values, "", ""]
+        return [*values, "", "" if clears_input else gr.skip()]
 
     return wrapper
 

@@ -26,7 +26,7 @@ ERROR_BADGES_JS = """() => [...document.querySelectorAll('.error, [class*="error
 PENDING_JS = "() => document.querySelectorAll('.wrap.center.full:not(.hide)').length"
 MESSAGES_JS = """() => [...document.querySelectorAll('.lab-message')]
   .filter(e => e.offsetParent !== null && !e.parentElement.closest('.lab-message'))
-  .map(e => e.innerText.trim()).filter(t => t)"""
+  .map(e => (e.querySelector('.prose') || e).innerText.trim()).filter(t => t)"""  # the text, not a progress timer
 TOASTS_JS = """() => [...document.querySelectorAll('.toast-body, [data-testid="toast-body"]')]
   .map(e => e.innerText.trim()).filter(t => t)"""
 
@@ -127,7 +127,8 @@ class LabPage:
                 + [f"message: {m}" for m in self.messages()])
 
     def shot(self, path: str | Path) -> None:
-        """A screenshot of the whole page."""
+        """A screenshot of the whole page, once its pictures have loaded."""
+        self.page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30000, polling=100)
         self.page.screenshot(path=str(path), full_page=True)
 
     def upload(self, label: str, path: str | Path) -> None:

@@ -191,12 +191,22 @@ def test_a_row_of_the_image_browser_opens_its_image(lab):
     demo, _ = lab
     ranked = fn_named(demo, "images_rank").fn("toy-a", "toy", "mIoU (worst first)", [], 3, None)
     rows = ranked[0]
-    assert len(rows) == 3 and ranked[-2:] == ["", ""]
+    assert len(rows) == 3 and ranked[-2] == ""
     opened = fn_named(demo, "images_open")
     args, *_ = helpers.special_args(opened.fn, ["toy"], None,
                                     SelectData(None, {"index": [0, 1], "value": rows[0][1], "row_value": rows[0]}))
     name, rgb = opened.fn(*args)
     assert name == rows[0][1] and rgb.shape[:2] == (128, 160)
+
+
+def test_only_events_that_read_the_image_clear_the_message_under_it(lab):
+    """A message about the upload stays until the image or label map changes: the Train tab's timer, the split
+    evaluation or the image browser leave it alone."""
+    demo, _ = lab
+    poll = fn_named(demo, "train_poll").fn(None)
+    assert poll[-2] == "" and poll[-1].get("__type__") == "update" and "value" not in poll[-1]
+    view = fn_named(demo, "predict").fn("toy-a", SAMPLE, None, None, 0.5, list(TOY.classes))
+    assert view[-1] == ""  # a view of the input: its message is cleared when it draws
 
 
 def test_start_up_prints_the_address_and_no_share_hint(tmp_path, capsys):

@@ -115,10 +115,14 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
                    for k in range(len(blocks) - 1)]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.18, 0.82], shared_yaxes=True, horizontal_spacing=0.02,
                         subplot_titles=("stage share", "channel attention A_c"))  # short: the left panel is narrow
-    fig.add_trace(go.Heatmap(z=shares, x=list(stage_names), y=positions, text=[[lb] * len(stage_names) for lb in labels],
-                             colorscale="Blues", zmin=0, zmax=1,
-                             colorbar=dict(title="share", orientation="h", x=0.08, y=-0.12, len=0.18, thickness=8),
-                             hovertemplate="%{text}<br>%{x}: %{z:.2f}<extra></extra>"), 1, 1)
+    short = [str(n).split()[0] for n in stage_names]  # "F1 (1/4)" → "F1": the strip is narrow
+    fig.add_trace(go.Heatmap(z=shares, x=short, y=positions,
+                             text=[[f"{lb}<br>{n}" for n in stage_names] for lb in labels],
+                             colorscale="Blues", zmin=0, zmax=1,  # its scale: a bar under the strip
+                             colorbar=dict(title=dict(text="share", side="top"), orientation="h", x=0.0,
+                                           xanchor="left", y=-0.09, yanchor="top", len=0.17, thickness=8,
+                                           tickvals=[0, 0.5, 1]),
+                             hovertemplate="%{text}: %{z:.2f}<extra></extra>"), 1, 1)
     fig.add_trace(go.Heatmap(z=a, x=positions, y=positions, colorscale="Viridis", colorbar=dict(title="A_c"),
                              customdata=np.array([[(r, k) for k in labels] for r in labels], dtype=object),
                              hovertemplate="row %{customdata[0]}<br>col %{customdata[1]}<br>%{z:.3g}<extra></extra>"),
@@ -132,7 +136,8 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
     fig.update_xaxes(tickmode="array", tickvals=centres, ticktext=block_names, row=1, col=2,
                      title_text="channel it draws from")
     fig.update_annotations(font_size=13)
-    fig.update_layout(height=560, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_xaxes(tickangle=0, row=1, col=1)
+    fig.update_layout(height=600, margin=dict(l=10, r=10, t=40, b=90))
     return fig
 
 
