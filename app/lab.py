@@ -127,7 +127,8 @@ class Lab:
         another tab's button never hides what is wrong with the input). Heavy events join the model's concurrency
         group. Returns the event."""
         extra = self.model_event(**kwargs) if heavy else kwargs
-        reads_input = any(c is i for c in inputs for i in self.inputs[1:])
+        shared = [self.components[k] for k in ("sample", "image", "label") if k in self.components]
+        reads_input = any(c is i for c in inputs for i in shared)
         return gr.on(triggers, guarded(fn, len(outputs), reads_input), inputs=list(inputs),
                      outputs=[*outputs, message, self.components["input_message"]], **extra)
 
