@@ -1,12 +1,19 @@
-"""`python -m benchmarks` (and `contextrast bench`): speed and cost of the lab, one table, one JSON per machine.
+"""`python -m benchmarks` (and `contextrast bench`): speed and cost of the lab judged against the machine's
+physical limit, and the times a user waits for, one table, one JSON per machine.
 
-Sections (issue 9): `inference` (latency, images/s, efficiency against the measured matmul peak, execution
-variants), `cost` (parameters and GMACs per architecture variant at 1024×2048), `training` (step ratio
-contextrast/ce, loss vs loop reference, BANE distance transform vs scipy), `app` (analysis of one image,
-UMAP, cold start of `contextrast app`), `gpu` (inference and training with AMP on CUDA; skipped with a note
-on a CPU-only machine). Results go to `<out>/<machine slug>.json` and `docs/performance.md`.
+Sections: `limit` (this machine's derived fp32 / bf16 peaks, the large-matmul rates beside them),
+`inference` (latency, images/s, share of the limit per execution variant, the network's 3×3 convolutions
+alone), `precision` (fp32 vs bf16 autocast on the shipped CamVid model: the measurement behind the inference
+default), `eval` (`contextrast eval` beside the bare forward pass over the same images), `cost` (parameters
+and GMACs per architecture variant), `training` (step ratio contextrast/ce, loss vs loop reference, BANE
+distance transform vs scipy, the trainer's images/s as configured against channels_last, bf16 and compile),
+`app` (cold start to the first prediction, each lab interaction through the app's API, the analysis of one
+image, UMAP of 10k/20k/30k points with the forward passes), `gpu` (with CUDA only; "not run: no GPU"
+otherwise). Results go to `<out>/<machine slug>.json`; docs/performance.md is
+generated from that file alone. Every section records the 1-minute load average before and after it.
 
-    python -m benchmarks --quick                      # every section, short (≈3 min on an idle 2-core CPU)
+    python -m benchmarks --quick                      # every section, short (≤ 8 min on a 2-core CPU)
+    python -m benchmarks                              # full (≤ 30 min on a 2-core CPU)
     python -m benchmarks --only inference,cost        # refresh some sections, keep the others' figures
     python -m benchmarks --tiny --out /tmp/r --docs /tmp/p.md   # seconds: checks the machinery, not the speed
 """
@@ -14,15 +21,18 @@ on a CPU-only machine). Results go to `<out>/<machine slug>.json` and `docs/perf
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.machine import load_average, machine_info, matmul_peak_gflops
+from benchmarks.machine import load_average, machine_info
 from contextrast.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +48,28 @@ class Plan:
 
     quick: bool
     tiny: bool = False
-    peak_gflops: float | None = None  # fp32 matmul peak measured at the start of the run
     checkpoints_dir: Path = ROOT / "checkpoints"
+    limit: dict[str, Any] = field(default_factory=dict)  # the derived limit, from the `limit` section
 
 
-SECTIONS: Registry[dict[str, Any]] = Registry("benchmark section")
+SECTIONS: Registry[Callable[[Plan], dict[str, Any]]] = Registry("benchmark section")
+
+
+def _cpu_limit(plan: Plan) -> dict[str, Any]:
+    if not plan.limit:
+        from benchmarks.limits import derive_cpu_limit
+
+        plan.limit = derive_cpu_limit().to_dict()
+    return plan.limit
+
+
+@SECTIONS.register("limit")
+def _limit(plan: Plan) -> dict[str, Any]:
+    from benchmarks import limits
+
+    result = limits.run(plan.quick, size=256 if plan.tiny else None)
+    plan.limit = result["limit"]
+    return result
 
 
 @SECTIONS.register("inference")
@@ -50,9 +77,27 @@ def _inference(plan: Plan) -> dict[str, Any]:
     from benchmarks import inference
 
     if plan.tiny:
-        return inference.run(True, sizes=[TINY_SIZE], variants=["eager", "channels_last"], repeats=1,
-                             peak_gflops=plan.peak_gflops, model_config=TINY_MODEL, profile=True)
-    return inference.run(plan.quick, peak_gflops=plan.peak_gflops, checkpoints_dir=plan.checkpoints_dir)
+        return inference.run(True, sizes=[TINY_SIZE], variants=["eager", "channels_last", "bf16"], repeats=1,
+                             limit=_cpu_limit(plan), model_config=TINY_MODEL, profile=True)
+    return inference.run(plan.quick, limit=_cpu_limit(plan), checkpoints_dir=plan.checkpoints_dir)
+
+
+@SECTIONS.register("precision")
+def _precision(plan: Plan) -> dict[str, Any]:
+    from benchmarks import evaluation
+
+    if plan.tiny:
+        return {"skipped": "not measured in --tiny mode"}
+    return evaluation.precision_run(plan.quick, plan.checkpoints_dir)
+
+
+@SECTIONS.register("eval")
+def _eval(plan: Plan) -> dict[str, Any]:
+    from benchmarks import evaluation
+
+    if plan.tiny:
+        return {"skipped": "not measured in --tiny mode"}
+    return evaluation.eval_run(plan.quick, plan.checkpoints_dir)
 
 
 @SECTIONS.register("cost")
@@ -66,56 +111,48 @@ def _cost(plan: Plan) -> dict[str, Any]:
 
 @SECTIONS.register("training")
 def _training(plan: Plan) -> dict[str, Any]:
-    from benchmarks import training
+    from benchmarks import trainer_speed, training
 
     if plan.tiny:
         return training.run(True, edt_batch=1, edt_size=TINY_SIZE, steps=False)
-    return training.run(plan.quick)
+    result = training.run(plan.quick)
+    result["trainer"] = _guarded("trainer throughput", lambda: trainer_speed.run(plan.quick))
+    return result
 
 
-def _optional(module: str, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """Run another helper's benchmark module if it exists; its failure becomes a note, not a crash."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec(f"benchmarks.{module}") is None:
-        return {"skipped": f"benchmarks/{module}.py not available"}
+def _guarded(name: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One part of a section; its failure becomes a note beside the others' figures, not a crash."""
     try:
-        return dict(call(importlib.import_module(f"benchmarks.{module}")))
+        return dict(call())
     except Exception as e:  # noqa: BLE001 - report and carry on with the other figures
-        return {"error": f"benchmarks.{module} failed: {type(e).__name__}: {e}"}
+        return {"error": f"{name} failed: {type(e).__name__}: {str(e)[:300]}"}
 
 
 @SECTIONS.register("app")
 def _app(plan: Plan) -> dict[str, Any]:
-    from benchmarks import app_start
+    from benchmarks import app_interactions, app_speed, app_start, umap_speed
+    from benchmarks.evaluation import camvid_subject
 
     if plan.tiny:
         return {"skipped": "not measured in --tiny mode"}
+    found = camvid_subject(plan.checkpoints_dir)
+    data = None if isinstance(found, str) else found[1]
     return {
-        "analysis": _optional("app_speed", lambda m: m.run(plan.quick)),
-        "umap": _optional("umap_speed", lambda m: m.run(plan.quick)),
-        "cold_start": app_start.run(plan.quick),
+        "cold_start": _guarded("cold start", lambda: app_start.run(
+            plan.quick, data, lambda url: app_interactions.run(url, plan.quick))),
+        "analysis": _guarded("analysis", lambda: app_speed.run(plan.quick, None if data is None else str(found[0]))),
+        "umap": _guarded("umap", lambda: umap_speed.run(plan.quick)),
     }
 
 
 @SECTIONS.register("gpu")
 def _gpu(plan: Plan) -> dict[str, Any]:
-    import torch
+    from benchmarks import gpu
 
-    if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device here; run on a GPU machine for inference/training with AMP"}
-    from benchmarks import inference, training
-
-    peak = matmul_peak_gflops("cuda", size=8192)
-    return {
-        "peak_fp32_gflops": peak,
-        "inference": inference.run(plan.quick, device="cuda", peak_gflops=peak, checkpoints_dir=plan.checkpoints_dir),
-        "training": training.gpu_steps(plan.quick),
-    }
+    return gpu.run(plan.quick, plan.checkpoints_dir)
 
 
-ORDER = ("inference", "cost", "training", "app", "gpu")
+ORDER = ("limit", "inference", "precision", "eval", "cost", "training", "app", "gpu")
 
 
 def parse_sections(text: str | None) -> list[str]:
@@ -128,7 +165,19 @@ def parse_sections(text: str | None) -> list[str]:
     return [n for n in ORDER if n in names]
 
 
-def run_benchmarks(
+def run_benchmarks(sections: Sequence[str], quick: bool, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`measure_and_write` with an empty Inductor cache of its own (unless TORCHINDUCTOR_CACHE_DIR is set), so
+    that compile's first call is a cold compilation, not kernels an earlier run left on disk."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return measure_and_write(sections, quick, *args, **kwargs)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
+    try:
+        return measure_and_write(sections, quick, *args, **kwargs)
+    finally:
+        shutil.rmtree(os.environ.pop("TORCHINDUCTOR_CACHE_DIR"), ignore_errors=True)
+
+
+def measure_and_write(
     sections: Sequence[str],
     quick: bool,
     out_dir: str | Path = RESULTS_DIR,
@@ -140,20 +189,24 @@ def run_benchmarks(
     """Measure `sections`, merge them into `<out_dir>/<slug>.json`, regenerate `docs`, print the table."""
     machine = machine_info()
     plan = Plan(quick=quick, tiny=tiny, checkpoints_dir=Path(checkpoints_dir))
-    if "inference" in sections:
-        plan.peak_gflops = matmul_peak_gflops("cpu", size=512 if tiny else 2048, repeats=2 if tiny else 5)
     mode = "tiny" if tiny else "quick" if quick else "full"
     measured: dict[str, dict[str, Any]] = {}
+    path = report.results_path(out_dir, machine["slug"])
     for name in sections:
         print(f"[benchmarks] {name} …", file=sys.stderr, flush=True)
+        before = load_average()
         t0 = time.perf_counter()
         result = SECTIONS.get(name)(plan)
         load = load_average()
         measured[name] = {"created": report.now(), "mode": mode, "seconds": time.perf_counter() - t0,
+                          "load_average_before": list(before) if before else None,
                           "load_average": list(load) if load else None, "result": result}
+        machine["load_average_end"] = list(load) if load else None
+        # written after every section: a run stopped half-way keeps what it measured
+        results = report.merge_results(path, machine, measured, command)
+        report.write_results(results, path)
     load = load_average()
     machine["load_average_end"] = list(load) if load else None
-    path = report.results_path(out_dir, machine["slug"])
     results = report.merge_results(path, machine, measured, command)
     report.write_results(results, path)
     if docs is not None:
@@ -171,7 +224,7 @@ def run_benchmarks(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="short runs (≈3 min on an idle 2-core CPU)")
+    p.add_argument("--quick", action="store_true", help="short runs (≤ 8 min on a 2-core CPU)")
     p.add_argument("--only", metavar="SECTION,...", help=f"sections to run, comma-separated: {', '.join(ORDER)}")
     p.add_argument("--out", default=str(RESULTS_DIR), metavar="DIR",
                    help="directory of the results JSON files (default benchmarks/results)")
@@ -194,7 +247,7 @@ def run(args: argparse.Namespace, command: str = "python -m benchmarks") -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[8:]))
+                                     epilog=__doc__[__doc__.index("    python -m"):])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

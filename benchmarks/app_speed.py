@@ -1,4 +1,4 @@
-"""Speed of the lab's analysis (issue 6: all four views of one 360×480 image in ≤ 1.5 s on a 2-core
+"""Speed of the lab's analysis (the lab's target: all four views of one 360×480 image in ≤ 1.5 s on a 2-core
 CPU after warm-up).
 
 Times what the app's "Analyse" event computes for a new image (no cache): the analysis forward

@@ -1,5 +1,8 @@
-"""Cold start of the lab (issue 9 §4): seconds from spawning `contextrast app --port <free> --no-worker` until
-http://127.0.0.1:<port>/ answers 200; the process is then stopped.
+"""Cold start of the lab, the way a user meets it: seconds from spawning `contextrast app --no-worker --port P`
+(with `--data SPEC` of the shipped CamVid model's data when it is found, so the page opens on a CamVid image)
+until (1) http://127.0.0.1:P/ answers 200 and (2) the first prediction is served: the `/analyse` endpoint
+that the page's load event calls, called through gradio_client with the page's own default values. The
+interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
 
     python -m benchmarks --only app
 """
@@ -12,14 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-POLL_S = 0.25
+POLL_S = 0.1
+READY_TARGET_S = 6.0
 
 
 def free_port() -> int:
@@ -29,12 +35,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def app_command(port: int) -> list[str]:
+def app_command(port: int, data: str | None = None, runs_dir: str | None = None) -> list[str]:
     """The `contextrast app` console script next to this interpreter (or on PATH), else `python -m contextrast.cli`."""
     script = Path(sys.executable).with_name("contextrast")
     found = str(script) if script.is_file() else shutil.which("contextrast")
     prefix = [found] if found else [sys.executable, "-m", "contextrast.cli"]
-    return [*prefix, "app", "--port", str(port), "--no-worker"]
+    extra = (["--data", data] if data else []) + (["--runs-dir", runs_dir] if runs_dir else [])
+    return [*prefix, "app", "--no-worker", "--port", str(port), *extra]
 
 
 def _answers(url: str) -> bool:
@@ -45,7 +52,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
     """Stop the app and whatever it started (its own process group), politely first."""
     if process.poll() is not None:
         return
@@ -59,32 +66,71 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def cold_start(timeout_s: float = 180.0, cwd: str | Path = ROOT) -> dict[str, Any]:
-    """Spawn the app, poll its page until 200 or `timeout_s`; return seconds, command and outcome."""
+def cold_start(data: str | None = None, timeout_s: float = 240.0, keep: bool = False,
+               first_prediction: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Spawn the app, poll its page until 200, then ask for the first prediction (`first_prediction(url)`,
+    default: /analyse with the page's defaults). With `keep`, the running process is returned under
+    'process' (the caller stops it)."""
     port = free_port()
-    command = app_command(port)
+    runs_dir = tempfile.mkdtemp(prefix="bench-app-runs-")
+    command = app_command(port, data, runs_dir)
     url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
+    result: dict[str, Any] = {"command": "contextrast " + " ".join(command[command.index("app"):]), "ok": False}
     try:
-        while time.perf_counter() - t0 < timeout_s:
-            if _answers(url):
-                return {"cold_start_s": time.perf_counter() - t0, "command": " ".join(command[-4:]), "ok": True}
+        while not _answers(url):
             if process.poll() is not None:
                 err = process.stderr.read().decode(errors="replace")[-400:] if process.stderr else ""
-                return {"ok": False, "error": f"app exited with {process.returncode} before answering: {err}"}
+                result["error"] = f"app exited with {process.returncode} before answering: {err}"
+                return result
+            if time.perf_counter() - t0 > timeout_s:
+                result["error"] = f"no answer at {url} within {timeout_s:.0f} s"
+                return result
             time.sleep(POLL_S)
-        return {"ok": False, "error": f"no answer at {url} within {timeout_s:.0f} s"}
+        result["page_s"] = time.perf_counter() - t0
+        try:
+            (first_prediction or analyse_defaults)(url)
+            result["first_prediction_s"] = time.perf_counter() - t0
+            result["ok"] = True
+        except Exception as e:  # noqa: BLE001 - the page came up; say why the prediction did not
+            result["error"] = f"first prediction failed: {type(e).__name__}: {str(e)[:200]}"
+        if keep and result["ok"]:
+            result["process"], result["url"], result["runs_dir"] = process, url, runs_dir
+        return result
     finally:
-        _stop(process)
+        if "process" not in result:
+            stop(process)
+            shutil.rmtree(runs_dir, ignore_errors=True)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """One cold start in quick mode, the median of three otherwise (each a fresh process)."""
-    tries = [cold_start() for _ in range(1 if quick else 3)]
-    good = sorted(t["cold_start_s"] for t in tries if t["ok"])
-    result: dict[str, Any] = {"tries": tries}
-    if good:
-        result["cold_start_s"] = good[len(good) // 2]
+def analyse_defaults(url: str) -> Any:
+    """What the page's load event asks for: /analyse with every input at the page's default."""
+    from benchmarks.app_interactions import Endpoints
+
+    return Endpoints(url).call("/analyse")
+
+
+def run(quick: bool = False, data: str | None = None, interactions: Callable[[str], dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
+    """Cold starts (one in quick mode, three otherwise, each a fresh process): medians of page and first
+    prediction; then `interactions(url)` on the last server."""
+    tries = []
+    count = 1 if quick else 3
+    for i in range(count):
+        tries.append(cold_start(data, keep=i == count - 1 and interactions is not None))
+    last = tries[-1]
+    process, url, runs_dir = (last.pop(k, None) for k in ("process", "url", "runs_dir"))
+    result: dict[str, Any] = {"tries": tries, "ready_target_s": READY_TARGET_S, "data": data}
+    for key in ("page_s", "first_prediction_s"):
+        good = sorted(t[key] for t in tries if key in t)
+        if good:
+            result[key] = good[len(good) // 2]
+    if process is not None:
+        try:
+            result["interactions"] = interactions(url)
+        finally:
+            stop(process)
+            shutil.rmtree(runs_dir, ignore_errors=True)
     return result

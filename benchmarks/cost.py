@@ -1,4 +1,4 @@
-"""Parameters and GMACs at 1024×2048 of every architecture variant (issue 9 §2, METHOD.md §1 "Cost").
+"""Parameters and GMACs at 1024×2048 of every architecture variant (METHOD.md §1 "Cost").
 
 Every `align` × `context` switch on the light backbone, plus the default switches on resnet50, counted by
 `contextrast.models.cost.count_cost` (GMACs = conv + matmul multiply-adds / 1e9 of the inference path) on the

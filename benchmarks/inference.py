@@ -1,20 +1,25 @@
-"""Inference speed of each shipped checkpoint, and how close it comes to the machine's matmul limit (issue 9 §1).
+"""Inference speed of the shipped networks, as a share of the machine's derived limit (benchmarks/limits.py).
 
-For every directory of `checkpoints/` holding a `model_card.json` (or, when there is none, the default light
-SCRNet with random weights, labelled as such; speed does not depend on the weights) and each image size
-(360×480 CamVid, 1024×2048 Cityscapes), the execution variants below run *interleaved* (one call of each in
-turn, so load from other processes hits all alike) and give median / best latency, images/s, and
+For each distinct network among `checkpoints/*/model_card.json` (networks that differ only in their weights
+or number of classes are timed once: speed does not depend on the weights; with no checkpoint, the default
+light SCRNet with random weights) and each size (360×480 CamVid, 1024×2048 Cityscapes), the execution variants below run
+*interleaved* (one call of each in turn, so load from other processes hits all alike) and give median / best
+latency, images/s, and
 
-    efficiency = (2 · GMACs · 1e9 / best latency) / measured fp32 matmul peak,
+    share = achieved FLOP/s / limit,   achieved = 2 FLOPs × MACs / best latency,
 
-the share of the physical limit the network reaches (GMACs from `contextrast.models.cost.count_cost`: conv +
-matmul multiply-adds, METHOD.md §1 "Cost"). Every variant's output is compared with fp32 eager (argmax
-agreement), so a faster variant that changes predictions shows it.
+MACs from `contextrast.models.cost.count_cost` (conv + matmul multiply-adds, METHOD.md §1 "Cost"). fp32
+variants are divided by the fp32 limit; bf16 variants by the bf16 limit where the CPU has bf16 units, and by
+the fp32 limit where bf16 is emulated (it then runs on the fp32 units). Beside them, at every size, the
+measured rates of the network's own 3×3 convolutions run one by one: the most this network's arithmetic
+gets from the convolution library. Every variant's argmax is compared with fp32 eager (agreement).
 
 Variants (registry `VARIANTS`): `eager` (fp32, `no_grad`), `inference_mode`, `channels_last`, `bf16`
-(autocast), `channels_last_bf16`, `compile` (`torch.compile`, first-call time reported apart); on CUDA also
-`amp_fp16`. Quick mode times every CPU variant except `compile` at the small size, and at the large size
-the baseline and the small size's winner only.
+(autocast), `channels_last_bf16`, `compile` (`torch.compile` of the channels_last network with static
+shapes; first-call time reported apart); on CUDA also `amp_fp16`. With dynamic shapes (what
+`torch.compile` switches to when a second input size arrives) Inductor fails to lower
+`adaptive_avg_pool2d` to a symbolic output size — reproduction in docs/performance.md — so each size
+compiles on its own.
 
     python -m benchmarks --only inference [--quick]
 """
@@ -33,32 +38,34 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from benchmarks.limits import conv_rate, conv_shapes, flops_per_s, share
 from benchmarks.profile_ops import top_ops
+from contextrast.engine.inference import logits_of
 from contextrast.models import build_model
 from contextrast.models.cost import count_cost
 from contextrast.registry import Registry
 
 SIZES: tuple[tuple[int, int], ...] = ((360, 480), (1024, 2048))
+LARGE = (1024, 2048)
 BASELINE = "eager"
-EFFICIENCY_TARGET = 0.5  # at 1024×2048 (issue 9)
+TARGETS = {"fp32": 0.6, "bf16": 0.5}  # shares of the derived limits at 1024×2048
 AGREEMENT_FLOOR = 0.99  # a variant whose argmax differs from fp32 eager on more pixels does not "win"
 ROOT = Path(__file__).resolve().parents[1]
+# the parts of a model config that change its arithmetic at inference (the projection heads do not run; the
+# number of classes changes only the last 1×1 classifier, a fraction of a per cent of the MACs)
+ARCHITECTURE_KEYS = ("backbone", "in_channels", "align", "context", "decoder_channels")
 
 
 @dataclass
 class Variant:
-    """A ready-to-time way of running a model: `forward(x)` and the input prepared for it."""
+    """A ready-to-time way of running a model: `forward(x)`, the input prepared for it, its arithmetic."""
 
     forward: Callable[[Tensor], Tensor]
     prepare: Callable[[Tensor], Tensor]
-    warmup_s: float = 0.0  # time of the first call (compilation) when it differs from later calls
+    dtype: str = "fp32"  # which limit the variant is judged against
 
 
-VARIANTS: Registry[Variant] = Registry("inference variant")
-
-
-def _logits(out: Any) -> Tensor:
-    return out if isinstance(out, Tensor) else out.logits
+VARIANTS: Registry[Callable[[nn.Module], Variant]] = Registry("inference variant")
 
 
 def _runner(model: nn.Module, grad_mode: Callable[[], AbstractContextManager], autocast_dtype: torch.dtype | None):
@@ -67,7 +74,7 @@ def _runner(model: nn.Module, grad_mode: Callable[[], AbstractContextManager], a
     def forward(x: Tensor) -> Tensor:
         cast = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         with grad_mode(), cast:
-            return _logits(model(x)).float()
+            return logits_of(model(x)).float()
 
     return forward
 
@@ -80,49 +87,41 @@ def _channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-@VARIANTS.register("eager")
-def _eager(model: nn.Module) -> Variant:
-    return Variant(_runner(model, torch.no_grad, None), _identity)
+def _cl_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
-@VARIANTS.register("inference_mode")
-def _inference_mode(model: nn.Module) -> Variant:
-    return Variant(_runner(model, torch.inference_mode, None), _identity)
-
-
-@VARIANTS.register("channels_last")
-def _channels_last_variant(model: nn.Module) -> Variant:
-    model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    return Variant(_runner(model, torch.inference_mode, None), _channels_last)
-
-
-@VARIANTS.register("bf16")
-def _bf16(model: nn.Module) -> Variant:
-    return Variant(_runner(model, torch.inference_mode, torch.bfloat16), _identity)
-
-
-@VARIANTS.register("channels_last_bf16")
-def _channels_last_bf16(model: nn.Module) -> Variant:
-    model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    return Variant(_runner(model, torch.inference_mode, torch.bfloat16), _channels_last)
+VARIANTS.register("eager")(lambda m: Variant(_runner(m, torch.no_grad, None), _identity))
+VARIANTS.register("inference_mode")(lambda m: Variant(_runner(m, torch.inference_mode, None), _identity))
+VARIANTS.register("channels_last")(lambda m: Variant(_runner(_cl_model(m), torch.inference_mode, None), _channels_last))
+VARIANTS.register("bf16")(lambda m: Variant(_runner(m, torch.inference_mode, torch.bfloat16), _identity, "bf16"))
+VARIANTS.register("channels_last_bf16")(
+    lambda m: Variant(_runner(_cl_model(m), torch.inference_mode, torch.bfloat16), _channels_last, "bf16"))
 
 
 @VARIANTS.register("amp_fp16")
 def _amp_fp16(model: nn.Module) -> Variant:
     if next(model.parameters()).device.type != "cuda":
         raise ValueError("variant amp_fp16 needs a CUDA model")
-    return Variant(_runner(model, torch.inference_mode, torch.float16), _identity)
+    return Variant(_runner(model, torch.inference_mode, torch.float16), _identity, "bf16")
 
 
 @VARIANTS.register("compile")
 def _compile(model: nn.Module) -> Variant:
-    compiled = torch.compile(copy.deepcopy(model))
-    return Variant(_runner(compiled, torch.inference_mode, None), _identity)
+    # static shapes: with dynamic=True Inductor cannot lower adaptive_avg_pool2d (see the module docstring)
+    compiled = torch.compile(_cl_model(model), dynamic=False)
+    return Variant(_runner(compiled, torch.inference_mode, None), _channels_last)
 
 
-def variants_for(device: torch.device, quick: bool) -> list[str]:
-    """The variants worth timing on `device` (compile is minutes of compilation on a CPU: full mode only)."""
-    names = ["eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16"]
+def variants_for(device: torch.device, quick: bool, size: tuple[int, int], bf16_in_hardware: bool) -> list[str]:
+    """The variants worth timing. Compile is minutes of compilation on a CPU: full mode only. Emulated bf16
+    (no bf16 units) runs at a few GFLOP/s, tens of seconds a call at the large size: there only the candidate
+    default `channels_last_bf16` is timed, in full mode."""
+    names = ["eager", "inference_mode", "channels_last"]
+    if bf16_in_hardware or device.type == "cuda" or size != LARGE:
+        names += ["bf16", "channels_last_bf16"]
+    elif not quick:
+        names.append("channels_last_bf16")
     if device.type == "cuda":
         names.append("amp_fp16")
     if not quick:
@@ -135,7 +134,7 @@ def variants_for(device: torch.device, quick: bool) -> list[str]:
 
 @dataclass
 class Subject:
-    """A model to time, what it is called in the results, and its config (for the MAC count)."""
+    """A network to time, what it is called in the results, and its config (for the MAC count)."""
 
     name: str
     model: nn.Module
@@ -151,20 +150,26 @@ def shipped_checkpoints(directory: str | Path = ROOT / "checkpoints") -> list[Pa
 
 
 def subjects(directory: str | Path = ROOT / "checkpoints", model_config: dict[str, Any] | None = None) -> list[Subject]:
-    """The shipped checkpoints, or the default light SCRNet with random weights when none is shipped."""
-    from contextrast.engine.checkpoint import load_checkpoint
+    """One subject per distinct network among the shipped checkpoints (named after all that share it), or the
+    default light SCRNet with random weights when none is shipped."""
+    from contextrast.engine.checkpoint import load_checkpoint, read_card
 
     found = [] if model_config is not None else shipped_checkpoints(directory)
     if not found:
         config = dict(model_config or {})
         torch.manual_seed(0)
         label = "light SCRNet" + (" (tiny config)" if config else "") + ", random weights (no shipped checkpoint)"
-        return [Subject(label,
-                        build_model(config).eval(), config)]
-    out = []
+        return [Subject(label, build_model(config).eval(), config)]
+    groups: dict[tuple[Any, ...], list[Path]] = {}
     for path in found:
-        model, card = load_checkpoint(path)
-        out.append(Subject(path.name, model.eval(), dict(card.model)))
+        card = read_card(path)
+        groups.setdefault(tuple(card.model.get(k) for k in ARCHITECTURE_KEYS), []).append(path)
+    out = []
+    for paths in groups.values():
+        model, card = load_checkpoint(paths[0])
+        name = paths[0].name + (f" (same network up to the classifier: {', '.join(p.name for p in paths[1:])})"
+                                if paths[1:] else "")
+        out.append(Subject(name, model.eval(), dict(card.model)))
     return out
 
 
@@ -183,11 +188,13 @@ def _sync(device: torch.device) -> None:
 
 
 def time_variants(
-    model: nn.Module, names: Sequence[str], size: tuple[int, int], repeats: int, batch: int = 1
+    model: nn.Module, names: Sequence[str], size: tuple[int, int], repeats: int, batch: int = 1,
+    fewer: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Interleaved timings of `names` on one random (batch, 3, *size) input: per variant the median and best
     wall seconds per call, the median CPU seconds (all threads), the first call's seconds, and the argmax
-    agreement with the first variant's output."""
+    agreement with the first variant's output. `fewer`: variants timed fewer than `repeats` times."""
+    fewer = fewer or {}
     device = next(model.parameters()).device
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
     ready: dict[str, tuple[Variant, Tensor]] = {}
@@ -207,10 +214,12 @@ def time_variants(
         labels = out.argmax(1)
         reference = labels if reference is None else reference
         results[name] = {"first_call_s": first, "agreement": float((labels == reference).float().mean()),
-                         "times": [], "cpu_times": []}
+                         "dtype": variant.dtype, "times": [], "cpu_times": []}
         ready[name] = (variant, xin)
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for name, (variant, xin) in ready.items():
+            if round_ >= fewer.get(name, repeats):
+                continue
             t0, c0 = time.perf_counter(), time.process_time()
             variant.forward(xin)
             _sync(device)
@@ -234,60 +243,97 @@ def winner(timings: dict[str, dict[str, Any]], baseline: str = BASELINE) -> str:
     return min(ok, key=lambda n: ok[n]["median_s"]) if ok else baseline
 
 
+def judge(timings: dict[str, dict[str, Any]], macs_g: float, limits: dict[str, float | None],
+          baseline: str) -> None:
+    """Add achieved GFLOP/s, the share of the limit each variant is judged against, and the speed-up."""
+    base = timings.get(baseline, {}).get("median_s")
+    for r in timings.values():
+        if "best_s" not in r:
+            continue
+        r["achieved_gflops"] = flops_per_s(macs_g * 1e9, r["best_s"])
+        r["limit"] = "bf16" if r["dtype"] == "bf16" and limits.get("bf16") else "fp32"
+        r["limit_gflops"] = limits.get(r["limit"])
+        r["share_of_limit"] = share(r["achieved_gflops"], r["limit_gflops"])
+        r["speedup_vs_baseline"] = base / r["median_s"] if base else None
+
+
+def conv_probes(model: nn.Module, size: tuple[int, int], limits: dict[str, float | None], quick: bool,
+                bf16_in_hardware: bool) -> dict[str, Any]:
+    """Rates of the network's 3×3 convolutions alone at `size` (channels_last fp32, and bf16 autocast unless
+    it is emulated at the large size in quick mode), with their shares of the limits."""
+    device = next(model.parameters()).device
+    shapes = conv_shapes(model, size)
+    top = 4 if quick else None
+    out: dict[str, Any] = {}
+    runs = [("fp32", None)]
+    if bf16_in_hardware or device.type == "cuda" or size != LARGE:
+        runs.append(("bf16", torch.bfloat16))
+    for label, dtype in runs:
+        rate = conv_rate(shapes, device, channels_last=True, autocast=dtype, repeats=1 if quick else 2, top=top)
+        limit = limits.get("bf16") if label == "bf16" and limits.get("bf16") else limits.get("fp32")
+        rate["share_of_limit"] = share(rate["gflops"], limit)
+        out[label] = rate
+    return out
+
+
 def run(
     quick: bool = False,
     device: str | torch.device = "cpu",
     sizes: Sequence[tuple[int, int]] = SIZES,
     variants: Sequence[str] | None = None,
     repeats: int | None = None,
-    peak_gflops: float | None = None,
+    limit: dict[str, Any] | None = None,
     checkpoints_dir: str | Path = ROOT / "checkpoints",
     model_config: dict[str, Any] | None = None,
     profile: bool = True,
+    probes: bool = True,
 ) -> dict[str, Any]:
-    """Time every subject × size × variant; see the module docstring. `model_config` replaces the shipped
-    checkpoints by one random-weight model of that config (tests use a tiny one). `peak_gflops`: the fp32
-    matmul peak measured earlier in the same run (measured here when None)."""
-    from benchmarks.machine import matmul_peak_gflops
+    """Time every subject × size × variant; see the module docstring. `limit`: the derived limit of this run
+    (`benchmarks.limits`: `fp32_gflops`, `bf16_gflops`, `bf16_units`; derived here when None).
+    `model_config` replaces the shipped checkpoints by one random-weight model of that config (tests)."""
+    from benchmarks.limits import derive_cpu_limit
 
     device = torch.device(device)
-    if peak_gflops is None:
-        peak_gflops = matmul_peak_gflops(device)
-    names = list(variants) if variants is not None else variants_for(device, quick)
-    for name in names:
+    if limit is None:
+        limit = derive_cpu_limit().to_dict()
+    limits = {"fp32": limit.get("fp32_gflops"), "bf16": limit.get("bf16_gflops")}
+    in_hardware = device.type == "cuda" or bool(limit.get("bf16_units"))
+    for name in variants or ():
         VARIANTS.get(name)  # unknown names fail before minutes of timing
-    out: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
-                           "peak_fp32_gflops": peak_gflops, "efficiency_target": EFFICIENCY_TARGET, "models": []}
+    out: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "limit": limit,
+                           "targets": TARGETS, "models": []}
     for subject in subjects(checkpoints_dir, model_config):
         model = subject.model.to(device)
         per_size = []
-        chosen = names
         for i, size in enumerate(sizes):
-            n = repeats if repeats is not None else (3 if quick else 7) if i == 0 else (2 if quick else 5)
-            if quick and i > 0 and per_size:  # large size in quick mode: baseline and the small size's winner
-                chosen = list(dict.fromkeys([names[0], per_size[0]["winner"]]))
-            timings = time_variants(model, chosen, size, n)
+            names = list(variants) if variants is not None else variants_for(device, quick, size, in_hardware)
+            n = repeats if repeats is not None else (3 if quick else 7) if i == 0 else (2 if quick else 4)
+            # emulated bf16 takes seconds a call (tens at the large size): fewer timed calls
+            fewer = {v: 1 if size == LARGE else min(n, 3) for v in names if "bf16" in v} if not in_hardware else {}
+            load = _load()
+            timings = time_variants(model, names, size, n, fewer=fewer)
             macs = gmacs(subject.config, size)
-            for r in timings.values():
-                if "best_s" in r:
-                    r["achieved_gflops"] = 2 * macs / r["best_s"]
-                    r["efficiency"] = r["achieved_gflops"] / peak_gflops
-                    r["speedup_vs_baseline"] = (
-                        timings[chosen[0]]["median_s"] / r["median_s"] if "median_s" in timings[chosen[0]] else None
-                    )
+            judge(timings, macs, limits, names[0])
             entry: dict[str, Any] = {"size": list(size), "gmacs": macs, "variants": timings,
-                                     "winner": winner(timings, chosen[0])}
+                                     "winner": winner(timings, names[0]), "load_average_1m": load}
+            if probes:
+                entry["conv3x3"] = conv_probes(model, size, limits, quick, in_hardware)
             per_size.append(entry)
+        profiled = None
         if profile:
             size = sizes[0] if quick else sizes[-1]
-            variant = VARIANTS.get(names[0])(model)
+            variant = VARIANTS.get("channels_last")(model)
             xin = variant.prepare(torch.randn(1, 3, *size).to(device))
             variant.forward(xin)
-            per_size_profile = {"size": list(size), "variant": names[0],
-                                "top_ops": top_ops(lambda v=variant, x=xin: v.forward(x), device=device)}
-        else:
-            per_size_profile = None
-        out["models"].append({"name": subject.name, "config": subject.config, "sizes": per_size,
-                              "profile": per_size_profile})
+            profiled = {"size": list(size), "variant": "channels_last",
+                        "top_ops": top_ops(lambda v=variant, x=xin: v.forward(x), device=device)}
+        out["models"].append({"name": subject.name, "config": subject.config, "sizes": per_size, "profile": profiled})
         model.to("cpu")
     return out
+
+
+def _load() -> float | None:
+    from benchmarks.machine import load_average
+
+    load = load_average()
+    return load[0] if load else None

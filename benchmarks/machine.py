@@ -1,9 +1,9 @@
-"""Which machine a benchmark ran on, and the physical limit it is judged against.
+"""Which machine a benchmark ran on, and how busy it was.
 
 `machine_slug()` names the results file (`benchmarks/results/<slug>.json`): the GPU name when CUDA is
-available, else the CPU model and core count (via `contextrast.engine.provenance.hardware_string`, the
-string model cards record). `matmul_peak_gflops()` measures this machine's dense fp32 matmul rate in
-the same run as the figures divided by it, so that load from other processes touches both alike.
+available, else the CPU model, family/model numbers, widest vector extension and core count, so that two
+machines a hypervisor calls by the same model name ("AMD EPYC") but with other vector units do not share a
+file (`hardware_string`, the string model cards record, names a GPU). The limit figures are judged against is derived in `benchmarks.limits`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import time
 from typing import Any
 
 import torch
@@ -25,9 +24,21 @@ def slugify(text: str) -> str:
     return slug or "unknown-machine"
 
 
+def cpu_description() -> str:
+    """'AMD EPYC family 25 model 1 avx2 (2 cores)': model name, family/model, widest vector extension, cores."""
+    from benchmarks.limits import read_cpuinfo
+
+    info = read_cpuinfo()
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in info.flags), "")
+    isa = {"avx512f": "avx512"}.get(isa, isa)
+    family = f" family {info.family} model {info.model}" if info.family is not None else ""
+    name = info.model_name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name}{family} {isa} ({os.cpu_count()} cores)".replace("  ", " ")
+
+
 def machine_slug() -> str:
-    """Short file-name-safe name of this machine (GPU name, or CPU model + core count)."""
-    return slugify(hardware_string())
+    """Short file-name-safe name of this machine (GPU name, or CPU description)."""
+    return slugify(hardware_string() if torch.cuda.is_available() else cpu_description())
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -45,8 +56,10 @@ def machine_info() -> dict[str, Any]:
     return {
         "slug": machine_slug(),
         "hardware": hardware_string(),
+        "cpu": cpu_description(),
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -54,37 +67,3 @@ def machine_info() -> dict[str, Any]:
         # load above the core count means other processes competed for the cores during the run
         "loaded": bool(load and load[0] > 0.5 * cores),
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak_gflops(
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    size: int = 2048,
-    repeats: int = 5,
-    inner: int = 3,
-) -> float:
-    """Measured dense matmul rate in GFLOP/s (2·n³ FLOPs per n×n product): best of `repeats` timings of
-    `inner` back-to-back `torch.matmul` calls after a warm-up. The best reading is the one least disturbed by
-    other processes, and is the practical fp32 limit that the efficiency ratios of inference are divided by."""
-    if size < 1 or repeats < 1 or inner < 1:
-        raise ValueError(f"size, repeats and inner must be positive; got {size}, {repeats}, {inner}")
-    device = torch.device(device)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
-    b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
-    out = torch.empty(size, size, device=device, dtype=dtype)
-    torch.matmul(a, b, out=out)  # warm-up: allocator, BLAS threads, kernel selection
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            torch.matmul(a, b, out=out)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 * inner / best / 1e9

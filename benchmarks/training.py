@@ -1,4 +1,4 @@
-"""Training speed (issue 9 §3): step time `contextrast` / `ce`, images/s, the loss alone against a plain loop,
+"""Training speed: step time `contextrast` / `ce`, images/s, the loss alone against a plain loop,
 BANE's distance transform against scipy, and which operators dominate a training step.
 
 The step and loss figures come from `benchmarks.loss_speed.run` (interleaved, same run, so the ratios hold on
@@ -111,7 +111,7 @@ def loss_speed(quick: bool) -> dict[str, Any]:
         from benchmarks import loss_speed as module
 
         result = dict(module.run(quick))
-    except Exception as e:  # the module is another helper's and may be mid-edit: report, don't hide the rest
+    except Exception as e:  # report the failure beside the other figures
         return {"error": f"benchmarks.loss_speed failed: {type(e).__name__}: {e}"}
     batch = result["input"][0]
     result["images_per_s_ce"] = batch / result["step_ce_s"]

@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _available() -> dict[str, str]:
-    """Commands whose module exists (later issues add the rest)."""
+    """Commands whose module exists."""
     found = {}
     for name, module in COMMANDS.items():
         if importlib.util.find_spec(f"contextrast.commands.{module}") is not None:

@@ -154,6 +154,7 @@ class TrainConfig:
     amp: bool = True  # fp16 autocast on CUDA
     cpu_bf16: bool = False  # bf16 autocast on CPU (only worth it where the CPU has bf16 units)
     channels_last: bool = False  # channels_last memory format for training
+    compile: bool = False  # torch.compile the forward pass (first iterations pay the compilation)
     sync_bn: bool = False
     val_interval: int = 200
     ckpt_interval: int = 100

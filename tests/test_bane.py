@@ -1,4 +1,4 @@
-"""Issue 3: exact EDT and BANE (METHOD.md §2 "BANE") against scipy and hand-made percentiles."""
+"""Exact EDT and BANE (METHOD.md §2 "BANE") against scipy and hand-made percentiles."""
 
 from __future__ import annotations
 

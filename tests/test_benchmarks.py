@@ -1,5 +1,6 @@
-"""The benchmark machinery (issue 9) on a tiny configuration: it runs, writes the results JSON with the
-expected keys and the generated docs page; timings are not asserted (the machine is shared)."""
+"""The benchmark machinery on a tiny configuration: it runs, writes the results JSON with the expected keys and
+the generated docs page; the limit is derived from what the CPU says and every share is divided by it.
+Timings are never asserted (the machine is shared)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,106 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
-from benchmarks import report
+from benchmarks import app_interactions, gpu, limits, report
 from benchmarks.__main__ import parse_sections, run_benchmarks
-from benchmarks.machine import machine_slug, matmul_peak_gflops, slugify
+from benchmarks.inference import judge
+from benchmarks.machine import machine_slug, slugify
 from benchmarks.training import bane_edt
 from contextrast.cli import main as cli_main
+from contextrast.models.cost import count_cost
+
+ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+physical id\t: 0
+core id\t\t: 0
+bogomips\t: 4890.80
+flags\t\t: fpu sse avx fma avx2 {extra}
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+physical id\t: 0
+core id\t\t: {second_core}
+"""
 
 
-def test_slug_is_file_name_safe():
+def cpuinfo(extra: str = "", second_core: int = 1) -> limits.CpuInfo:
+    return limits.read_cpuinfo(ZEN3.format(extra=extra, second_core=second_core), affinity={0, 1})
+
+
+def test_slug_is_file_name_safe_and_names_the_vector_unit():
     assert slugify("AMD EPYC 7B13 (2 cores)") == "amd-epyc-7b13-2-cores"
     assert slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert slugify("!!") == "unknown-machine"
     assert machine_slug() == slugify(machine_slug())
 
 
-def test_matmul_peak_is_positive_and_checks_arguments():
-    assert matmul_peak_gflops(size=64, repeats=1, inner=1) > 0
-    with pytest.raises(ValueError, match="positive"):
-        matmul_peak_gflops(size=0)
+def test_fp32_limit_is_cores_times_fma_lanes_times_two_times_clock(monkeypatch):
+    monkeypatch.setattr(limits, "CPUFREQ", limits.Path("/nonexistent"))
+    info = cpuinfo()
+    assert (info.physical_cores, info.family, info.bogomips) == (2, 25, 4890.80)
+    lim = limits.derive_cpu_limit(info, threads=2, measured=None, measure=False)  # no cpufreq: base = BogoMIPS / 2
+    assert lim.fp32_flop_per_cycle_per_core == 2 * 2 * 8  # 2 FMA units × 8 fp32 lanes × 2 FLOPs
+    assert lim.fp32_gflops == pytest.approx(2 * 32 * 2.4454)
+    assert lim.bf16_gflops is None and "emulated" in lim.bf16_note
+    faster = limits.derive_cpu_limit(info, threads=2, measured=2.9)  # cores ran above base: the limit follows
+    assert faster.clock_ghz == 2.9 and "measured" in faster.clock_source
+    slower = limits.derive_cpu_limit(info, threads=2, measured=2.0)  # never below the base clock
+    assert slower.clock_ghz == pytest.approx(2.4454)
+    assert limits.derive_cpu_limit(info, threads=1, measure=False).cores == 1  # one thread uses one core's units
+    smt = cpuinfo(second_core=0)  # two logical CPUs on one core share its FMA units
+    assert limits.derive_cpu_limit(smt, threads=2, measure=False).cores == 1
+
+
+def test_cpufreq_maximum_wins_and_bf16_units_double_or_tile(tmp_path, monkeypatch):
+    (tmp_path / "cpuinfo_max_freq").write_text("3500000\n")
+    monkeypatch.setattr(limits, "CPUFREQ", tmp_path)
+    lim = limits.derive_cpu_limit(cpuinfo("avx512f avx512_bf16"), threads=2, measured=5.0)
+    assert lim.clock_ghz == 3.5 and "cpufreq" in lim.clock_source
+    assert lim.bf16_units == "avx512_bf16" and lim.bf16_gflops == pytest.approx(2 * lim.fp32_gflops)
+    amx = limits.derive_cpu_limit(cpuinfo("avx512f avx512_bf16 amx_bf16"), threads=2, measured=None)
+    assert amx.bf16_gflops == pytest.approx(2 * limits.AMX_BF16_FLOP_PER_CYCLE * 3.5)
+    amx_core, known = limits.fma_design("GenuineIntel", 6, 143, frozenset({"avx2", "fma", "avx512f", "amx_tile"}))
+    assert known and (amx_core.units, amx_core.lanes) == (2, 16)
+    unknown, known = limits.fma_design("SomeVendor", None, None, frozenset({"avx2", "fma"}))
+    assert not known and unknown.units == 2  # outside the table: the most any x86 core has, so the limit errs high
+
+
+def test_measured_clock_is_plausible():
+    clock = limits.measured_clock_ghz(repeats=2, steps=2_000_000)
+    assert clock is None or 0.3 < clock < 8.0
+
+
+def test_share_counts_two_flops_per_mac_against_the_derived_limit():
+    conv = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+    assert count_cost(nn.Sequential(conv), (32, 32), in_channels=16).gmacs * 1e9 == 16 * 32 * 9 * 32 * 32  # MACs
+    shapes = limits.conv_shapes(nn.Sequential(conv, nn.Conv2d(32, 8, 1)), (32, 32))
+    assert [s.macs for s in shapes] == [16 * 32 * 9 * 32 * 32]  # the 3×3 one only
+    timings = {"eager": {"best_s": 1.0, "median_s": 2.0, "dtype": "fp32"},
+               "bf16": {"best_s": 0.5, "median_s": 1.0, "dtype": "bf16"}}
+    judge(timings, 1.0, {"fp32": 4.0, "bf16": None}, "eager")  # 1 GMAC in 1 s = 2 GFLOP/s
+    assert timings["eager"]["share_of_limit"] == pytest.approx(0.5) and timings["eager"]["limit"] == "fp32"
+    assert timings["bf16"]["limit"] == "fp32"  # emulated bf16 is judged against the fp32 units it runs on
+    judge(timings, 1.0, {"fp32": 4.0, "bf16": 16.0}, "eager")
+    assert timings["bf16"]["share_of_limit"] == pytest.approx(0.25) and timings["bf16"]["limit"] == "bf16"
+
+
+def test_a_share_above_one_is_flagged():
+    variant = {"median_s": 1.0, "best_s": 1.0, "images_per_s": 1.0, "achieved_gflops": 120.0, "limit": "fp32",
+               "limit_gflops": 100.0, "share_of_limit": 1.2, "speedup_vs_baseline": 1.0, "agreement": 1.0,
+               "dtype": "fp32"}
+    result = {"targets": {"fp32": 0.6, "bf16": 0.5},
+              "models": [{"name": "m", "profile": None, "sizes": [{"size": [1024, 2048], "gmacs": 60.0,
+                                                                    "variants": {"eager": variant}, "winner": "eager"}]}]}
+    verdicts = {measure: verdict for _, measure, _, _, verdict in report.rows({"inference": {"result": result}})}
+    assert verdicts["every share of a derived limit"] == "MISS"
+    assert verdicts["  1024×2048 eager *"] == "ok"  # ≥ 0.6 of the limit: the target row alone would not show it
 
 
 def test_unknown_section_is_refused_with_the_known_ones():
@@ -36,35 +118,45 @@ def test_unknown_section_is_refused_with_the_known_ones():
 
 def test_tiny_run_writes_results_and_docs(tmp_path, capsys):
     docs = tmp_path / "performance.md"
-    results = run_benchmarks(["inference", "cost", "training", "gpu"], quick=True, out_dir=tmp_path,
+    results = run_benchmarks(["limit", "inference", "cost", "training", "gpu"], quick=True, out_dir=tmp_path,
                              docs=docs, tiny=True, checkpoints_dir=tmp_path / "none")
     path = tmp_path / f"{machine_slug()}.json"
     saved = json.loads(path.read_text())
-    assert saved["sections"].keys() == {"inference", "cost", "training", "gpu"}
-    assert {"slug", "hardware", "cores", "torch_threads", "load_average_start"} <= saved["machine"].keys()
+    assert saved["sections"].keys() == {"limit", "inference", "cost", "training", "gpu"}
+    assert {"slug", "hardware", "cpu", "cores", "torch_threads", "load_average_start"} <= saved["machine"].keys()
+    for entry in saved["sections"].values():
+        assert len(entry["load_average_before"]) == len(entry["load_average"]) == 3
+    limit = saved["sections"]["limit"]["result"]["limit"]
     inference = saved["sections"]["inference"]["result"]
-    assert inference["peak_fp32_gflops"] > 0
+    assert inference["limit"] == limit  # one derived limit serves every share of the run
     (model,) = inference["models"]
     assert "random weights" in model["name"]
     (size,) = model["sizes"]
     assert size["winner"] in size["variants"]
     for v in size["variants"].values():
-        assert {"median_s", "best_s", "images_per_s", "efficiency", "agreement", "speedup_vs_baseline"} <= v.keys()
-        assert v["agreement"] == 1.0  # channels_last computes the same predictions
+        assert {"median_s", "best_s", "images_per_s", "share_of_limit", "agreement", "speedup_vs_baseline"} <= v.keys()
+        expected = limit["bf16_gflops"] if v["limit"] == "bf16" else limit["fp32_gflops"]
+        assert v["limit_gflops"] == expected
+        assert v["share_of_limit"] == pytest.approx(v["achieved_gflops"] / expected)
+    assert size["variants"]["channels_last"]["agreement"] == 1.0  # channels_last computes the same predictions
+    assert size["conv3x3"]["fp32"]["shapes"] and size["conv3x3"]["fp32"]["gmacs"] <= size["gmacs"]
+    found = list(report.shares(saved["sections"]))
+    assert found and all(0 < value <= 1 for _, value in found), found
     assert model["profile"]["top_ops"] and 0 < model["profile"]["top_ops"][0]["share"] <= 1
     cost = saved["sections"]["cost"]["result"]
     assert [r["align"] for r in cost["rows"]] == ["srm", "bilinear"]
     assert cost["rows"][0]["gmacs"] > cost["rows"][1]["gmacs"] > 0  # SRM costs more than bilinear upsampling
-    edt = saved["sections"]["training"]["result"]["bane_edt"]
-    assert edt["torch_s"] > 0
+    assert saved["sections"]["training"]["result"]["bane_edt"]["torch_s"] > 0
     if torch.cuda.is_available():
-        assert "training" in saved["sections"]["gpu"]["result"]
+        assert "finetune_job" in saved["sections"]["gpu"]["result"]
     else:
-        assert "skipped" in saved["sections"]["gpu"]["result"]
+        assert saved["sections"]["gpu"]["result"] == {"skipped": "not run: no GPU"}
     assert results["sections"].keys() == saved["sections"].keys()
     page = docs.read_text()
-    assert saved["machine"]["hardware"] in page and "| cost |" in page
-    assert "fp32 matmul peak" in capsys.readouterr().out
+    assert saved["machine"]["cpu"] in page and "| cost |" in page and "not run: no GPU" in page
+    assert "dynamic=True" in page and "## How figures are judged" in page and "## The limit of this machine" in page
+    assert "**cores = " in page and "**clock = " in page and "measured rate" in page
+    assert "fp32 limit (derived)" in capsys.readouterr().out
 
     # a later run of one section keeps the other sections' figures
     run_benchmarks(["cost"], quick=True, out_dir=tmp_path, docs=None, tiny=True)
@@ -73,10 +165,49 @@ def test_tiny_run_writes_results_and_docs(tmp_path, capsys):
     assert again["sections"]["inference"] == saved["sections"]["inference"]
 
 
-def test_bane_edt_agrees_with_scipy():
-    pytest.importorskip("scipy")
-    result = bane_edt(1, 1, (64, 96))
-    assert result["masks"] > 0 and result["max_abs_difference"] < 1e-4
+class FakeClient:
+    """gradio_client's view_api / predict for an app that has only a /predict endpoint."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def view_api(self, print_info=False, return_format="dict"):
+        params = [{"parameter_name": "model", "parameter_has_default": True, "parameter_default": "m"},
+                  {"parameter_name": "image", "parameter_has_default": True, "parameter_default": {"path": "/x"}},
+                  {"parameter_name": "opacity_value", "parameter_has_default": True, "parameter_default": 0.5},
+                  {"parameter_name": "shown", "parameter_has_default": True, "parameter_default": ["a"]}]
+        return {"named_endpoints": {"/predict": {"parameters": params}}}
+
+    def predict(self, *args, api_name):
+        self.calls.append((api_name, args))
+        return None
+
+
+def test_interactions_of_a_missing_endpoint_are_not_measured_rather_than_failed():
+    client = FakeClient()
+    out = app_interactions.run("http://unused", quick=True, client=client)
+    assert out["overlay opacity"]["calls"] == ["/predict"] and out["overlay opacity"]["budget_s"] == 1.0
+    assert client.calls[0] == ("/predict", ("m", None, 0.3, ["a"]))  # page defaults, the server's file left out
+    assert out["CRM click"] == {"not_measured": "endpoint /crm missing"}
+    assert "not_measured" in out["new sample"] and "not_measured" in out["UMAP 20k points"]
+    rows = report.rows({"app": {"result": {"cold_start": {"tries": [{"ok": True, "command": "contextrast app"}],
+                                                          "ready_target_s": 6.0, "page_s": 1.0,
+                                                          "first_prediction_s": 2.0, "interactions": out}}}})
+    assert ("app", "interaction: CRM click", "endpoint /crm missing", "", "") in rows
+
+
+def test_gpu_section_says_not_run_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.run(quick=True) == {"skipped": "not run: no GPU"}
+    assert limits.gpu_limit("NVIDIA H100 PCIe")["fp32_gflops"] == 51_000
+    assert limits.gpu_limit("NVIDIA H200")["bf16_gflops"] == 989_500
+    assert limits.gpu_limit("Some GPU")["fp32_gflops"] is None
+
+
+def test_the_worker_fine_tuning_job_of_the_gpu_section_runs_on_cpu():
+    job = gpu.finetune_job("cpu", iterations=2, data="toy:n=4,size=64x80", batch_size=2, crop=(64, 64), timeout_s=240)
+    assert job["state"] == "finished", job
+    assert job["seconds"] > 0
 
 
 def test_rows_report_misses_against_targets():
@@ -91,8 +222,61 @@ def test_rows_report_misses_against_targets():
     assert verdicts["loss alone: loop reference / vectorised"] == "ok"
 
 
+def test_bane_edt_agrees_with_scipy():
+    pytest.importorskip("scipy")
+    result = bane_edt(1, 1, (64, 96))
+    assert result["masks"] > 0 and result["max_abs_difference"] < 1e-4
+
+
 def test_bench_command_is_wired(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_trainer_throughput_runs_each_variant_in_its_own_process_on_the_same_crops():
+    from benchmarks import trainer_speed
+
+    toy = ["train.data=toy:n=4,size=64x96", "train.train_split=train", "train.val_split=val", "train.crop=[64,64]",
+           "train.workers=0"]
+    names = [trainer_speed.BASELINE, "channels_last"]
+    out = trainer_speed.run(warmup=1, timed=1, variants=names, extra=toy, timeout_s=240)
+    assert list(out["variants"]) == names and out["batch"] == trainer_speed.BATCH
+    for name in names:
+        v = out["variants"][name]
+        assert "error" not in v, v
+        assert v["overrides"] == trainer_speed.VARIANTS[name] and v["crop"] == [64, 64]
+        assert len(v["losses"]) == 2 and v["images_per_s"] > 0 and v["ratio_to_configured"] > 0
+    assert out["variants"][trainer_speed.BASELINE]["ratio_to_configured"] == 1.0
+    assert out["variants"]["channels_last"]["max_loss_difference"] < 0.01  # same crops, same arithmetic
+    rows = report._trainer_rows(out)
+    assert len(rows) == 3 and "×1.00 of configured" in rows[1][2]
+    broken = trainer_speed._in_process("channels_last", 1, 1, [*toy, "train.optimizer=none"], 240)
+    assert "error" in broken and "optimizer" in broken["error"]  # a failing variant becomes a note
+
+
+def test_eval_and_bare_forward_run_over_the_same_images():
+    from benchmarks import evaluation
+
+    found = evaluation.camvid_subject()
+    if isinstance(found, str):
+        pytest.skip(found)
+    r = evaluation.eval_run(quick=True, images=4, cli=False)
+    assert r["forward_images"] == r["evaluate_images"] == r["images"] == 4
+    assert r["ratio"] == pytest.approx(r["evaluate_s"] / r["forward_s"]) and r["ratio_target"] == 1.3
+    assert "cli" not in r and 0 <= r["miou"] <= 1
+    table = report.rows({"eval": {"result": {**r, "cli": {"error": "not run"}}}})
+    assert "images forwarded / evaluated 4 / 4" in table[0][1]
+
+
+def test_derived_limit_of_this_machine_bounds_every_share():
+    lim = limits.derive_cpu_limit(threads=torch.get_num_threads())  # the clock as measured, like the run
+    info = limits.read_cpuinfo()
+    assert lim.cores <= info.physical_cores and lim.fp32_flop_per_cycle_per_core in (16, 32, 64)
+    if lim.fp32_gflops is not None:
+        assert lim.fp32_gflops == pytest.approx(lim.cores * lim.fp32_flop_per_cycle_per_core * lim.clock_ghz)
+        assert (lim.bf16_gflops is None) == (lim.bf16_units is None)
+        assert lim.bf16_gflops is None or lim.bf16_gflops >= lim.fp32_gflops
+        rate = limits.matmul_rate(size=256, repeats=1)
+        assert 0 < limits.share(rate["gflops"], lim.fp32_gflops) <= 1

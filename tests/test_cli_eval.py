@@ -76,8 +76,8 @@ def test_evaluate_matches_the_confusion_matrix_of_the_predictions():
 def test_evaluate_can_be_cancelled_and_limited():
     ds = controlled_dataset()
     done = []
-    out = evaluate(ChannelArgmax(), ds, progress=lambda d, t: done.append(d), should_stop=lambda: len(done) >= 2,
-                   boundary=False)
+    out = evaluate(ChannelArgmax(), ds, batch_size=1, progress=lambda d, t: done.append(d),
+                   should_stop=lambda: len(done) >= 2, boundary=False)
     assert out["cancelled"] and out["images"] == 2 and "boundary_iou" not in out
     assert evaluate(ChannelArgmax(), ds, max_images=3)["images"] == 3
 
@@ -172,8 +172,8 @@ SHIPPED_CAMVID = sorted(p for p in (Path(__file__).resolve().parents[1] / "check
 
 @pytest.mark.parametrize("listed", [True, False], ids=["test.txt", "folders"])
 @pytest.mark.parametrize("checkpoint", SHIPPED_CAMVID, ids=lambda p: p.name)
-def test_reviewers_command_runs_on_the_camvid_test_layout(tmp_path, capsys, checkpoint, listed):
-    """Issue 5 item 4: `contextrast eval --checkpoint checkpoints/<name> --data camvid:ROOT --split test`, on a
+def test_eval_of_a_shipped_checkpoint_runs_on_the_camvid_test_layout(tmp_path, capsys, checkpoint, listed):
+    """`contextrast eval --checkpoint checkpoints/<name> --data camvid:ROOT --split test`, on a
     SegNet-layout test split (233 images there; two synthetic ones here, with a `test.txt` holding the
     foreign /SegNet/CamVid prefix, or only the folders)."""
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Issue 4: dataset layouts, label mapping, the toy generator, specs and the `contextrast data` command."""
+"""Dataset layouts, label mapping, the toy generator, specs and the `contextrast data` command."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from data_paths import CAMVID as CAMVID_REAL
 from torch.utils.data import DataLoader
 
 from contextrast.data import DatasetInfo, SegmentationDataset, build_dataset, colorize, parse_spec
 from contextrast.data.toy import BAR, DISC, RECTANGLE, TRIANGLE
 
-CAMVID_REAL = Path(__file__).resolve().parents[2] / "shared/data/camvid"
 H, W = 12, 16
 
 

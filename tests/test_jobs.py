@@ -1,4 +1,4 @@
-"""Issue 8: background fine-tuning jobs — queue, worker, progress, cancel/stop, SIGKILL + resume,
+"""Background fine-tuning jobs — queue, worker, progress, cancel/stop, SIGKILL + resume,
 Redis with two workers, refusal of bad parameters at submit."""
 
 from __future__ import annotations

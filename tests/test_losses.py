@@ -1,4 +1,4 @@
-"""Issue 3: the training losses (METHOD.md §2): CE, pixel_contrast, CCL, Contextrast (CCL + BANE)."""
+"""The training losses (METHOD.md §2): CE, pixel_contrast, CCL, Contextrast (CCL + BANE)."""
 
 from __future__ import annotations
 

@@ -174,3 +174,48 @@ def test_agrees_with_scikit_learn_when_every_class_occurs():
     assert m.aacc == pytest.approx(metrics.accuracy_score(t, p))
     assert m.macc == pytest.approx(metrics.balanced_accuracy_score(t, p))
     np.testing.assert_array_equal(m.confusion, metrics.confusion_matrix(t, p))
+
+
+def per_class_boundary_counts(pred: np.ndarray, target: np.ndarray, k: int, ignore: int = 255) -> tuple[np.ndarray, ...]:
+    """The class-by-class Boundary IoU counts (two erosions per class, `mask_boundary`): the reference the
+    all-classes-at-once update must equal."""
+    inter, union = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    d = boundary_width(*target.shape)
+    counted = target != ignore
+    for c in np.union1d(np.unique(pred), np.unique(target[counted])):
+        gt_band = mask_boundary(target == c, d)
+        pred_band = mask_boundary((pred == c) & counted, d)
+        inter[c] += np.count_nonzero(gt_band & pred_band)
+        union[c] += np.count_nonzero(gt_band | pred_band)
+    return inter, union
+
+
+def blobby_labels(rng: np.random.Generator, k: int, size: tuple[int, int]) -> np.ndarray:
+    """Label maps with regions of every size (coarse random grid, upsampled), so bands touch and cross."""
+    import cv2
+
+    coarse = rng.integers(0, k, (size[0] // 15 + 1, size[1] // 20 + 1)).astype(np.uint8)
+    return cv2.resize(coarse, size[::-1], interpolation=cv2.INTER_NEAREST)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_all_classes_at_once_equals_the_class_by_class_bands(seed):
+    rng = np.random.default_rng(seed)
+    k, size = 11, (90, 120)
+    target = blobby_labels(rng, k, size).astype(np.int64)
+    pred = np.where(rng.random(size) < 0.1, rng.integers(0, k, size), blobby_labels(rng, k, size)).astype(np.int64)
+    target[rng.random(size) < 0.05] = 255  # scattered ignore pixels
+    target[:, :7] = 255  # and an ignored strip at the border
+    b = BoundaryIoU(k)
+    b.update(torch.from_numpy(pred), torch.from_numpy(target))
+    inter, union = per_class_boundary_counts(pred, target, k)
+    np.testing.assert_array_equal(b.intersection, inter)
+    np.testing.assert_array_equal(b.union, union)
+    assert union.sum() > 0 and inter.sum() > 0
+
+
+def test_boundary_iou_refuses_labels_outside_the_classes():
+    with pytest.raises(ValueError, match="0..1"):
+        BoundaryIoU(2).update(torch.full((8, 8), 2), torch.zeros(8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="0..1"):
+        BoundaryIoU(2).update(torch.zeros(8, 8, dtype=torch.long), torch.full((8, 8), 7))

@@ -1,4 +1,4 @@
-"""Issue 2: SCRNet, SRM, CRM and backbones."""
+"""SCRNet, SRM, CRM and backbones."""
 
 from __future__ import annotations
 

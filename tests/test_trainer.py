@@ -1,4 +1,4 @@
-"""Issue 4: the trainer — resume after a kill, torchrun with gloo, fine-tuning, bad configs."""
+"""The trainer — resume after a kill, torchrun with gloo, fine-tuning, bad configs."""
 
 from __future__ import annotations
 

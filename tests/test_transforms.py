@@ -1,4 +1,4 @@
-"""Issue 4: joint image/label augmentation and normalisation."""
+"""Joint image/label augmentation and normalisation."""
 
 from __future__ import annotations
 

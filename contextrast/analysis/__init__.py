@@ -1,4 +1,4 @@
-"""Pure functions behind the lab's views (issue 6): arrays/tensors in, numpy images or plotly figures out.
+"""Pure functions behind the lab's views: arrays/tensors in, numpy images or plotly figures out.
 
 No UI code lives here: `app/` wires these functions to Gradio components. One view per module:
 `image_io` (robust decoding of uploads), `forward` (one analysis forward pass), `predict`,

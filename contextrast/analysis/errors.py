@@ -1,4 +1,4 @@
-"""Error analysis (issue 7): per-image TP/FP/FN maps, the split's confusion matrix and per-class IoU bars
+"""Error analysis: per-image TP/FP/FN maps, the split's confusion matrix and per-class IoU bars
 (numbers from `contextrast.engine.evaluate`, the same as `contextrast eval`), and a two-checkpoint
 comparison: where model B fixes model A's errors and where it breaks what A got right.
 

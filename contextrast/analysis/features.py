@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contextrast.analysis.forward import ModelRun
+from contextrast.analysis.forward import ModelRun, one_image
 
 
 def pca_basis(*features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -34,14 +34,7 @@ def pca_basis(*features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _pixels(feature: Tensor) -> Tensor:
-    f = feature.detach().float()
-    if f.dim() == 4:
-        if f.shape[0] != 1:
-            raise ValueError(f"expected one image's feature map; got batch {f.shape[0]}")
-        f = f[0]
-    if f.dim() != 3:
-        raise ValueError(f"expected a (C, h, w) feature map; got shape {tuple(feature.shape)}")
-    return f.flatten(1).T  # (h·w, C)
+    return one_image(feature.detach().float(), "feature map").flatten(1).T  # (h·w, C)
 
 
 def pca_rgb(feature: Tensor, basis: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> np.ndarray:

@@ -25,6 +25,17 @@ def to_input(rgb: np.ndarray) -> Tensor:
     return normalize(rgb).unsqueeze(0)
 
 
+def one_image(t: Tensor, what: str) -> Tensor:
+    """(1, C, H, W) or (C, H, W) → (C, H, W): the views draw one image at a time; `what` names t in errors."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected one image's {what}; got batch {t.shape[0]}")
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(f"expected a (C, H, W) {what}; got shape {tuple(t.shape)}")
+    return t
+
+
 @dataclass
 class ModelRun:
     """The forward pass of one image.

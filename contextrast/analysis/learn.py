@@ -1,4 +1,4 @@
-"""A guided walk through CCL and BANE for students, on one toy picture and a real model.
+"""A guided walk through CCL and BANE for students (the lab's Learn tab), on one toy picture and a real model.
 
 Each step is a pure function returning a `Step`: a title, two or three plain sentences with this picture's
 own numbers, and a picture (an RGB array or a plotly figure). Everything is computed with the project's

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from contextrast.analysis.colormaps import Scale, blend, heat_rgb
+from contextrast.analysis.forward import one_image
 from contextrast.config import IGNORE_INDEX
 
 
@@ -28,12 +29,7 @@ class PredictionMaps:
 
 def prediction_maps(logits: Tensor) -> PredictionMaps:
     """logits (1, K, H, W) or (K, H, W) → argmax, confidence and normalised entropy maps."""
-    if logits.dim() == 4:
-        if logits.shape[0] != 1:
-            raise ValueError(f"expected one image's logits; got batch {logits.shape[0]}")
-        logits = logits[0]
-    if logits.dim() != 3:
-        raise ValueError(f"expected logits (K, H, W); got shape {tuple(logits.shape)}")
+    logits = one_image(logits, "logits")
     k = logits.shape[0]
     logp = torch.log_softmax(logits.detach().float(), dim=0)
     p = logp.exp()

@@ -23,6 +23,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(args.config, args.overrides)
 
 
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    from contextrast.engine.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the forward pass: auto (bf16 autocast on CPUs with bf16 units, else fp32), "
+                        "fp32 (turns bf16 off), bf16 (default: auto; see docs/performance.md)")
+
+
 def switches_text() -> str:
     """The registered variants of every switch (read from the registries, so help lists what exists)."""
     from contextrast.losses import LOSSES, NEGATIVES

@@ -1,4 +1,4 @@
-"""`contextrast bench`: the benchmark suite of `python -m benchmarks` (issue 9), same code, same options."""
+"""`contextrast bench`: the benchmark suite of `python -m benchmarks`, same code, same options."""
 
 from __future__ import annotations
 

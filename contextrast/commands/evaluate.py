@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from contextrast.commands._common import add_precision_argument
+
 HELP = "evaluate a checkpoint on a dataset split: per-class IoU / accuracy / boundary IoU, mIoU, aAcc, fwIoU"
 EXAMPLES = """  contextrast eval --checkpoint checkpoints/camvid-scrnet-ce --data camvid:$CAMVID --split test
   contextrast eval --checkpoint runs/camvid/final --data camvid:$CAMVID --split val \\
@@ -22,8 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test scales whose softmax is averaged (default: 1.0)")
     p.add_argument("--crop", nargs=2, type=int, metavar=("H", "W"),
                    help="sliding-window size for (scaled) images larger than it; whole image when omitted")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass where their sizes agree (default: 4)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="threads reading and decoding images ahead of the model (0: none; default: 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    add_precision_argument(p)
     p.add_argument("--max-images", type=int, metavar="N", help="evaluate only the first N images")
     p.add_argument("--no-boundary", action="store_true", help="skip boundary IoU (it costs CPU time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -32,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextrast.data import build_dataset
     from contextrast.engine.checkpoint import load_checkpoint
-    from contextrast.engine.evaluate import evaluate
+    from contextrast.engine.evaluate import DEFAULT_BATCH, evaluate
     from contextrast.engine.inference import prepare_for_inference, resolve_device
 
     device = resolve_device(args.device)
@@ -61,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         metrics = evaluate(
-            model, dataset, batch_size=args.batch_size, device=device,
+            model, dataset, batch_size=args.batch_size or DEFAULT_BATCH, device=device,
             crop=tuple(args.crop) if args.crop else None, flip=args.flip, scales=tuple(args.scales),
             boundary=not args.no_boundary, progress=progress, max_images=args.max_images,
+            precision=args.precision, workers=args.workers,
         )
     finally:
         if bar is not None:
@@ -82,5 +89,6 @@ def _report(m: dict) -> str:
     from contextrast.engine.metrics import metrics_table
 
     views = f"scales {m['scales']}" + (" + flip" if m["flip"] else "") + (f", crop {m['crop']}" if m["crop"] else "")
+    views += f"; {m['precision']}, batch {m['batch_size']}"
     cancelled = " (cancelled)" if m.get("cancelled") else ""
     return metrics_table(m) + f"\n{m['images']} images of {m['split']} in {m['seconds']:.1f} s{cancelled}; {views}"

@@ -7,7 +7,7 @@ import time
 HELP = "list, inspect, submit, cancel, stop-and-save or resume background fine-tuning jobs"
 EXAMPLES = """  contextrast jobs list
   contextrast jobs submit --data toy --loss contextrast --iterations 200 --lr 0.002 --batch 8 --crop 128 160
-  contextrast jobs submit --base checkpoints/camvid-scrnet-ce --data camvid:../shared/data/camvid --loss contextrast
+  contextrast jobs submit --base checkpoints/camvid-scrnet-ce --data camvid:$CAMVID --loss contextrast
   contextrast jobs show 20240501-134501-1a2b3c
   contextrast jobs stop 20240501-134501-1a2b3c      # finish the iteration, save a checkpoint
   contextrast jobs cancel 20240501-134501-1a2b3c    # stop now, no checkpoint

@@ -4,6 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from contextrast.commands._common import add_precision_argument
+
 HELP = "segment images with a checkpoint: writes <stem>_mask.png (class colours) and <stem>_overlay.png"
 EXAMPLES = """  contextrast predict --checkpoint checkpoints/camvid-scrnet-ce street.png --out predictions/
   contextrast predict --checkpoint runs/camvid/final frames/*.png --out out/ --flip --scales 0.75 1.0 1.25
@@ -19,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", nargs=2, type=int, metavar=("H", "W"), help="sliding-window size for large images")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay, 0..1 (default: 0.5)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    add_precision_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,11 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from contextrast.data.palette import colorize
     from contextrast.data.transforms import normalize
     from contextrast.engine.checkpoint import load_checkpoint
-    from contextrast.engine.inference import predict_logits, prepare_for_inference, resolve_device
+    from contextrast.engine.inference import predict_labels, prepare_for_inference, resolve_device
+    from contextrast.engine.precision import resolve_precision
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must lie in [0, 1]; got {args.alpha}")
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     model, card = load_checkpoint(args.checkpoint, device=device)
     model = prepare_for_inference(model)
     if len(card.palette) != model.num_classes:
@@ -57,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"it is {rgb.shape[1]}×{rgb.shape[0]} px; the network needs at least {MIN_SIDE} "
                                  "px on each side")
             image = normalize(rgb).unsqueeze(0).to(device)
-            probs = predict_logits(model, image, crop=tuple(args.crop) if args.crop else None,
-                                   flip=args.flip, scales=tuple(args.scales))
+            labels = predict_labels(model, image, crop=tuple(args.crop) if args.crop else None, flip=args.flip,
+                                    scales=tuple(args.scales), precision=precision)[0].cpu().numpy()
         except (ValueError, FileNotFoundError, MemoryError, RuntimeError) as e:
             if isinstance(e, RuntimeError) and "alloc" not in str(e):
                 raise
@@ -67,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"contextrast predict: skipping {path}: {reason}", file=sys.stderr)
             failed += 1
             continue
-        labels = probs.argmax(dim=1)[0].cpu().numpy()
         mask = colorize(labels, card.palette)
         overlay = (rgb.astype(np.float32) * (1 - args.alpha) + mask.astype(np.float32) * args.alpha).round()
         overlay = overlay.clip(0, 255).astype(np.uint8)

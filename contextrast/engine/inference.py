@@ -2,7 +2,8 @@
 
 The published numbers of METHOD.md §3 use multi-scale and flip testing; `predict_logits` reproduces that
 protocol: within one scale, overlapping windows' logits are averaged; the softmax of every (scale, flip)
-view is resized to the input size and the probabilities are averaged.
+view is resized to the input size and the probabilities are averaged. Every forward runs in the precision
+given (`contextrast.engine.precision`: fp32, or bf16 autocast); the averaging is in fp32.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from contextrast.engine.precision import autocast
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -33,14 +36,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:
-    """Eval mode and channels_last weights: on CPU the convolutions run ×1.28 faster in fp32
-    (benchmarks/inference.py, same-run comparison; results in docs/performance.md)."""
+    """Eval mode and channels_last weights: faster than the default layout for fp32 and bf16 alike on the
+    CPUs measured (benchmarks/inference.py, interleaved same-run comparison; docs/performance.md)."""
     return model.eval().to(memory_format=torch.channels_last)
 
 
-def _forward(model: nn.Module, x: Tensor) -> Tensor:
-    out = model(x)
-    return out if isinstance(out, Tensor) else out.logits  # SCRNetOutput when the model is in training mode
+def logits_of(out: Tensor | object) -> Tensor:
+    """The logits (B, K, H, W) of a model's output: the tensor itself, or its `.logits` (`SCRNetOutput`)."""
+    return out if isinstance(out, Tensor) else out.logits
+
+
+def _forward(model: nn.Module, x: Tensor, precision: str = "fp32") -> Tensor:
+    with autocast(precision, x.device):
+        return logits_of(model(x)).float()
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -49,7 +57,8 @@ def _window_starts(size: int, window: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - window) for i in range(count)})
 
 
-def sliding_window_logits(model: nn.Module, image: Tensor, crop: tuple[int, int], stride_ratio: float = 2 / 3) -> Tensor:
+def sliding_window_logits(model: nn.Module, image: Tensor, crop: tuple[int, int], stride_ratio: float = 2 / 3,
+                          precision: str = "fp32") -> Tensor:
     """image (B, 3, H, W) → logits (B, K, H, W), averaging overlapping `crop`-sized windows.
 
     An image smaller than the crop in a dimension is zero-padded (zero = the mean after normalisation) at the
@@ -70,7 +79,7 @@ def sliding_window_logits(model: nn.Module, image: Tensor, crop: tuple[int, int]
     count = torch.zeros(1, 1, ph, pw, device=image.device, dtype=image.dtype)
     for y in _window_starts(ph, ch, sh):
         for x in _window_starts(pw, cw, sw):
-            logits = _forward(model, image[:, :, y : y + ch, x : x + cw])
+            logits = _forward(model, image[:, :, y : y + ch, x : x + cw], precision)
             if total is None:
                 total = logits.new_zeros(b, logits.shape[1], ph, pw)
             total[:, :, y : y + ch, x : x + cw] += logits
@@ -87,13 +96,15 @@ def predict_logits(
     flip: bool = False,
     scales: Sequence[float] = (1.0,),
     return_logits: bool = False,
+    precision: str = "fp32",
 ) -> Tensor:
     """image (B, 3, H, W), normalised → class probabilities (B, K, H, W), averaged over views.
 
     Views: each scale in `scales` (image resized bilinearly), and its horizontal mirror when `flip`.
     A view larger than `crop` (H, W) in either dimension runs as sliding windows; `crop=None` runs whole.
     `return_logits=True` returns log of the averaged probabilities instead (softmax of it gives them back;
-    for a single view it equals log_softmax of the model's logits). Runs under `torch.inference_mode`;
+    for a single view it equals log_softmax of the model's logits). Runs under `torch.inference_mode`, each
+    forward in `precision` ('fp32' or 'bf16', resolved by `contextrast.engine.precision.resolve_precision`);
     the caller puts the model in eval mode.
     """
     if image.dim() != 4:
@@ -111,9 +122,9 @@ def predict_logits(
             for mirrored in (False, True) if flip else (False,):
                 x = scaled.flip(-1) if mirrored else scaled
                 if crop is not None and (size[0] > crop[0] or size[1] > crop[1]):
-                    logits = sliding_window_logits(model, x, crop, stride_ratio)
+                    logits = sliding_window_logits(model, x, crop, stride_ratio, precision)
                 else:
-                    logits = _forward(model, x)
+                    logits = _forward(model, x, precision)
                 if mirrored:
                     logits = logits.flip(-1)
                 if logits.shape[-2:] != (h, w):
@@ -124,3 +135,26 @@ def predict_logits(
         assert probs is not None
         probs = probs / views
         return probs.clamp_min(1e-12).log() if return_logits else probs
+
+
+def predict_labels(
+    model: nn.Module,
+    image: Tensor,
+    crop: tuple[int, int] | None = None,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+    precision: str = "fp32",
+) -> Tensor:
+    """image (B, 3, H, W), normalised → predicted classes (B, H, W) int64: the argmax of `predict_logits`.
+
+    With a single view (scale 1, no flip, the image within the crop) softmax and averaging are skipped: the
+    argmax of the logits is that of their softmax, and on CPU the softmax costs a few percent of the forward.
+    """
+    h, w = image.shape[-2:]
+    single = not flip and tuple(float(s) for s in scales) == (1.0,) and (crop is None or (h <= crop[0] and w <= crop[1]))
+    if not single:
+        return predict_logits(model, image, crop=crop, flip=flip, scales=scales, precision=precision).argmax(dim=1)
+    if image.dim() != 4:
+        raise ValueError(f"image must have shape (B, C, H, W); got {tuple(image.shape)}")
+    with torch.inference_mode():
+        return _forward(model, image, precision).argmax(dim=1)

@@ -215,6 +215,17 @@ def mask_boundary(mask: np.ndarray, width: int) -> np.ndarray:
     return (mask > 0) & (eroded == 0)
 
 
+def label_boundary(labels: np.ndarray, width: int, outside: int) -> np.ndarray:
+    """Boundary band of every class of a label map (H, W) at once: the pixels whose (2·width+1)² square (chessboard
+    distance ≤ width) holds another label or reaches past the image border (drawn as label `outside`, a value no
+    pixel has). For each class c this is `mask_boundary(labels == c, width)` restricted to class c's pixels."""
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * width + 1, 2 * width + 1))
+    padded = cv2.copyMakeBorder(labels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=outside)
+    low = cv2.erode(padded, square)[1:-1, 1:-1]
+    high = cv2.dilate(padded, square)[1:-1, 1:-1]
+    return low != high
+
+
 class BoundaryIoU:
     """Per-class Boundary IoU accumulated over a dataset (Cheng et al. 2021; see module docstring).
 
@@ -246,15 +257,27 @@ class BoundaryIoU:
             self._update_one(p, t)
 
     def _update_one(self, pred: np.ndarray, target: np.ndarray) -> None:
-        d = boundary_width(*target.shape, self.dilation_ratio)
+        """All classes at once: a pixel lies in the band of its own class exactly where its (2d+1)² square holds
+        another label or leaves the image (`label_boundary`), the same set `mask_boundary` draws class by class."""
+        k = self.num_classes
         counted = target != self.ignore_index
-        for c in np.union1d(np.unique(pred), np.unique(target[counted])):
-            if not 0 <= c < self.num_classes:
-                raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or be ignore_index); got {c}")
-            gt_band = mask_boundary(target == c, d)
-            pred_band = mask_boundary((pred == c) & counted, d)
-            self.intersection[c] += int(np.count_nonzero(gt_band & pred_band))
-            self.union[c] += int(np.count_nonzero(gt_band | pred_band))
+        if pred.size and (pred.min() < 0 or pred.max() >= k):
+            raise ValueError(f"labels must lie in 0..{k - 1} (or be ignore_index); got {pred.min()}..{pred.max()}")
+        truth = target[counted]
+        if truth.size and (truth.min() < 0 or truth.max() >= k):
+            raise ValueError(f"labels must lie in 0..{k - 1} (or be ignore_index); got {truth.min()}..{truth.max()}")
+        d = boundary_width(*target.shape, self.dilation_ratio)
+        dtype = np.uint8 if k + 1 <= np.iinfo(np.uint8).max else np.uint16
+        # ignored pixels become label k in both maps ("not this class" for every class), outside the image k + 1
+        t = np.where(counted, target, k).astype(dtype)
+        p = np.where(counted, pred, k).astype(dtype)
+        gt_band = label_boundary(t, d, k + 1) & counted
+        pred_band = label_boundary(p, d, k + 1) & counted
+        gt = np.bincount(t[gt_band], minlength=k + 1)[:k]
+        predicted = np.bincount(p[pred_band], minlength=k + 1)[:k]
+        both = np.bincount(t[gt_band & pred_band & (t == p)], minlength=k + 1)[:k]
+        self.intersection += both
+        self.union += gt + predicted - both
 
     def merge(self, other: BoundaryIoU) -> BoundaryIoU:
         if other.num_classes != self.num_classes:

@@ -199,6 +199,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
             find_unused_parameters=True,
         )
 
+    forward_model = torch.compile(ddp_model) if t.compile else ddp_model
     generator = torch.Generator().manual_seed(t.seed + start_iter)
     sampler = (
         DistributedSampler(train_set, world, rank, shuffle=True, seed=t.seed + start_iter, drop_last=True)
@@ -273,7 +274,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
             masks = batch["mask"].to(device, non_blocking=True)
             progress = it / t.iterations
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
-                out = ddp_model(images, return_embeddings=loss_fn.embedding_layers(progress))
+                out = forward_model(images, return_embeddings=loss_fn.embedding_layers(progress))
             # losses compute in fp32 (METHOD.md §2: logits and similarities in fp32)
             result = loss_fn(out, masks, progress=progress)
             if not math.isfinite(result.terms["total"]):  # before backward, which can crash on NaN

@@ -42,6 +42,8 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, result: RunResult, re
     # the dataset's root is a path on the training machine: a shipped card names the dataset and its splits only
     name = parse_spec(card.dataset).name
     train = {**card.train, "data": f"{name}:<root>" if ":" in str(card.train.get("data", "")) else name}
+    if card.train.get("run_dir"):  # likewise the run directory: only its name says something to a reader
+        train["run_dir"] = f"runs/{Path(card.train['run_dir']).name}"
     card = replace(card, name=Path(dest).name, dataset=name, train=train, metrics=metrics,
                    training_time_s=result.training_time_s, created="")
     return save_checkpoint(dest, model, card)
