@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from contextrast.analysis.colormaps import Scale, with_colour_bar
+
 MIN_LONG_SIDE = 480  # px: about the width of a half-page panel
 
 
@@ -38,3 +40,9 @@ def to_source(index: Sequence[float], source_shape: Sequence[int], min_long_side
     k = display_factor(source_shape, min_long_side)
     x, y = (int(float(v) // k) for v in index[:2])
     return min(x, source_shape[1] - 1), min(y, source_shape[0] - 1)
+
+
+def with_scale(picture: np.ndarray | None, scale: Scale | None) -> np.ndarray | None:
+    """The picture as shown (enlarged), with the colour bar of `scale` on its right when given."""
+    big = enlarge(picture)
+    return big if big is None or scale is None else with_colour_bar(big, scale)

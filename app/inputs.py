@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import gradio as gr
 import numpy as np
 
 from app.samples import UPLOAD, Samples
+from contextrast.analysis.cards import void_labels
 from contextrast.analysis.image_io import decode_image, decode_label_map
 from contextrast.engine.card import ModelCard
+
+
+class ImageInput(gr.Image):
+    """The lab's image box. It hands handlers the uploaded file's path without opening it, so that a file which is
+    not a picture reaches `contextrast.analysis.image_io.decode_image` (whose message says what is wrong) instead of
+    failing inside Gradio's own decoding with a traceback. Drawn by Gradio's image component (a template of it)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None or (getattr(payload, "url", None) or "").startswith("data:"):
+            return super().preprocess(payload)
+        return str(payload.path) if payload.path else None
 
 
 @dataclass
@@ -44,5 +60,5 @@ def resolve_input(samples: Samples, card: ModelCard, sample: str | None, image_p
     decoded = decode_image(image_path, max_side)
     labels = None
     if label_path:
-        labels = decode_label_map(label_path, decoded, len(card.classes), card.palette)
+        labels = decode_label_map(label_path, decoded, len(card.classes), card.palette, void_labels(card))
     return LabInput("upload", decoded.rgb, labels, list(decoded.notices))

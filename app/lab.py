@@ -1,11 +1,17 @@
-"""What every tab shares: the server state, the input components, and one request's analysis context."""
+"""What every tab shares: the server state, the input components, one request's analysis context, and the way a
+tab registers its events.
+
+A handler's expected failure (bad input, an impossible choice) never wipes the page: its outputs are left as they
+were (`gr.skip()`) and one message appears beside the control that caused it, the tab's own message box or, for the
+image, label map and model, the one under the inputs. Nothing is raised to Gradio, so no output shows an "Error"
+badge and no toast repeats."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +19,9 @@ import gradio as gr
 
 from app.inputs import LabInput, resolve_input
 from app.samples import Samples
-from app.state import LoadedModel, ModelStore
+from app.state import LRU, LoadedModel, ModelStore
 from contextrast import limits
+from contextrast.analysis.colormaps import Scale
 from contextrast.analysis.forward import ModelRun
 from contextrast.data import SegmentationDataset, build_dataset
 from contextrast.paths import PathPolicy
@@ -22,6 +29,10 @@ from contextrast.paths import PathPolicy
 log = logging.getLogger("contextrast.app")
 
 MODEL_EVENTS = "model"  # concurrency group of every event that runs a model: one at a time on a small CPU
+
+
+class InputError(ValueError):
+    """A problem with the shared inputs (model, image, label map): shown under them, not in the tab."""
 
 
 @dataclass
@@ -40,6 +51,19 @@ class Context:
     def palette(self) -> list[list[int]]:
         return self.loaded.card.palette
 
+    def status(self, *lines: str) -> str:
+        """A view's text: the input's notices, which image and model it shows, then `lines`."""
+        return status(notices_md(self.input.notices), f"**{self.input.name}** · model `{self.loaded.name}`", *lines)
+
+
+@dataclass
+class Page:
+    """A tab that draws the current input: `redraw` holds its event keyword arguments (fn, inputs, outputs)."""
+
+    label: str
+    tab: gr.Tab
+    redraw: dict[str, Any] | None = None
+
 
 @dataclass
 class Lab:
@@ -47,9 +71,14 @@ class Lab:
     samples: Samples
     max_side: int = 2048
     concurrency: int = 1
-    components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label
+    components: dict[str, Any] = field(default_factory=dict)  # model, sample, image, label, input_message, lock
     default_model: str | None = None  # the model the page opens on
     paths: PathPolicy = field(default_factory=PathPolicy)  # the folders a client may name
+    pages: list[Page] = field(default_factory=list)
+    model_menus: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when the model changes
+    input_watchers: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run for any new input
+    page_loads: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when a browser opens the page
+    scale_memory: LRU = field(default_factory=lambda: LRU(256))  # session → {quantity: Scale} (keep one scale)
 
     def default_classes(self) -> list[str]:
         """Class names of the model the page opens on (class pickers start with these)."""
@@ -61,8 +90,11 @@ class Lab:
         return [self.components[k] for k in ("model", "sample", "image", "label")]
 
     def context(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
-        loaded = self.store.get(model)
-        lab_input = resolve_input(self.samples, loaded.card, sample, image, label, self.max_side)
+        try:
+            loaded = self.store.get(model)
+            lab_input = resolve_input(self.samples, loaded.card, sample, image, label, self.max_side)
+        except (ValueError, FileNotFoundError) as e:
+            raise InputError(str(e)) from None
         _, run = self.store.run(loaded.name, lab_input.rgb)
         return Context(loaded, lab_input, run)
 
@@ -80,6 +112,76 @@ class Lab:
         """Keyword arguments shared by every event that runs a model (concurrency group)."""
         return dict(concurrency_limit=self.concurrency, concurrency_id=MODEL_EVENTS, **kwargs)
 
+    # ------------------------------------------------------------------------------------------- registration
+
+    def page(self, label: str) -> gr.Tab:
+        """Open a tab (use as `with lab.page("Predict"):`); the lab remembers it as the current tab when selected."""
+        tab = gr.Tab(label)
+        self.pages.append(Page(label, tab))
+        return tab
+
+    def on(self, triggers: Any, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any],
+           message: Any, *, heavy: bool = True, **kwargs: Any) -> Any:
+        """Wire `fn` to `triggers` with the lab's error handling (`guarded`): the outputs get `message` and the
+        input message appended (cleared on success only by events that read the image or label map, so a timer or
+        another tab's button never hides what is wrong with the input). Heavy events join the model's concurrency
+        group. Returns the event."""
+        extra = self.model_event(**kwargs) if heavy else kwargs
+        shared = [self.components[k] for k in ("sample", "image", "label") if k in self.components]
+        reads_input = any(c is i for c in inputs for i in shared)
+        return gr.on(triggers, guarded(fn, len(outputs), reads_input), inputs=list(inputs),
+                     outputs=[*outputs, message, self.components["input_message"]], **extra)
+
+    def draws_input(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any], message: Any,
+                    api_name: str) -> None:
+        """Register the open tab's view of the current input: drawn when the tab is opened, and again after a new
+        image, label map or model while the tab is the one in view (`Page.redraw`, wired by app.main)."""
+        page = self.pages[-1]
+        fn = guarded(fn, len(outputs))
+        all_outputs = [*outputs, message, self.components["input_message"]]
+        page.tab.select(fn, list(inputs), all_outputs, **self.model_event(api_name=f"{api_name}_shown"))
+        page.tab.select(lambda: page.label, None, self.components["current_tab"], queue=False,
+                        api_name=f"{api_name}_in_view")
+
+        def if_in_view(current: str, *args: Any) -> Any:
+            return fn(*args) if current == page.label else [gr.skip()] * len(all_outputs)
+
+        if_in_view.__signature__ = _with_first_parameter(fn, "current")  # type: ignore[attr-defined]
+        if_in_view.__annotations__ = dict(getattr(fn, "__annotations__", {}))
+        if_in_view.__wrapped__ = fn  # type: ignore[attr-defined]  # its names resolve in the handler's module
+        page.redraw = dict(fn=if_in_view, inputs=[self.components["current_tab"], *inputs], outputs=all_outputs,
+                           api_name=api_name)
+
+    def on_model_change(self, fn: Callable[[str | None], Any], outputs: Sequence[Any]) -> None:
+        """`fn(model_name)` updates menus (class pickers, second-model lists) before the views redraw."""
+        self.model_menus.append(dict(fn=fn, inputs=[self.components["model"]], outputs=list(outputs)))
+
+    def on_new_input(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+        """`fn` runs after every new image, label map or model (e.g. to clear a view the input made outdated)."""
+        self.input_watchers.append(dict(fn=fn, inputs=list(inputs), outputs=list(outputs)))
+
+    def on_page_load(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+        self.page_loads.append(dict(fn=fn, inputs=list(inputs), outputs=list(outputs)))
+
+    # ------------------------------------------------------------------------------------------- colour scales
+
+    def kept_scales(self, request: gr.Request | None, keep: bool, view: str) -> dict[str, Scale]:
+        """With `keep`, the scales this browser session last drew `view`'s maps with (so images, layers and models
+        compare on one scale); otherwise none (each map gets its own)."""
+        if not keep:
+            return {}
+        return dict(self.scale_memory.get(((getattr(request, "session_hash", None) or "-"), view)) or {})
+
+    def remember_scales(self, request: gr.Request | None, view: str, scales: dict[str, Scale]) -> None:
+        self.scale_memory.put(((getattr(request, "session_hash", None) or "-"), view), dict(scales))
+
+
+def _with_first_parameter(fn: Callable[..., Any], name: str) -> inspect.Signature:
+    """`fn`'s signature with a positional parameter `name` in front (Gradio reads it to place special arguments)."""
+    sig = inspect.signature(fn)
+    first = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sig.replace(parameters=[first, *sig.parameters.values()])
+
 
 _message_filter: list[Callable[[str], str]] = [lambda text: text]
 
@@ -89,37 +191,46 @@ def set_message_filter(fn: Callable[[str], str]) -> None:
     _message_filter[0] = fn
 
 
-def _as_user_error(fn: Callable[..., Any], e: Exception) -> gr.Error:
-    if isinstance(e, gr.Error):
-        return e
+def message_md(text: str) -> str:
+    return f"> ⚠️ {text}"
+
+
+def _failure(n: int, e: Exception, fn: Callable[..., Any]) -> list[Any]:
+    """Outputs left as they are, the message in the tab's box (or under the inputs for an `InputError`)."""
+    if isinstance(e, InputError):
+        return [gr.skip()] * n + ["", message_md(_message_filter[0](str(e)))]
     if isinstance(e, (ValueError, FileNotFoundError)):
-        return gr.Error(_message_filter[0](str(e)), print_exception=False)
-    log.exception("handler %s failed", fn.__name__)  # a bug must not take the app down; the log keeps the trace
-    return gr.Error(_message_filter[0](f"Something went wrong ({type(e).__name__}: {e}); the app is still running."))
+        return [gr.skip()] * n + [message_md(_message_filter[0](str(e))), gr.skip()]
+    log.exception("handler %s failed", getattr(fn, "__name__", fn))  # a bug must not take the app down
+    return [gr.skip()] * n + [message_md(_message_filter[0](
+        f"Something went wrong ({type(e).__name__}: {e}); the app is still running and the last result is kept.")),
+        gr.skip()]
 
 
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's ValueError/FileNotFoundError into a visible `gr.Error` with its message;
-    anything else is logged and reported briefly, and the app keeps serving. Works for plain and
-    generator (streaming) handlers alike."""
 
+def guarded(fn: Callable[..., Any], n: int, clears_input: bool = True) -> Callable[..., Any]:
+    """`fn` returns (or yields) its `n` outputs; the guarded function returns them plus the tab message and the
+    input message (both cleared on success; the input message kept without `clears_input`), and on failure
+    `_failure`. Plain and generator handlers alike."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
-        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def stream(*args: Any, **kwargs: Any) -> Iterator[list[Any]]:
             try:
-                yield from fn(*args, **kwargs)
+                for values in fn(*args, **kwargs):
+                    yield [*values, "", "" if clears_input else gr.skip()]
             except Exception as e:  # noqa: BLE001
-                raise _as_user_error(fn, e) from None
+                yield _failure(n, e, fn)
 
         return stream
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> list[Any]:
         try:
-            return fn(*args, **kwargs)
+            values = fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001
-            raise _as_user_error(fn, e) from None
+            return _failure(n, e, fn)
+        return [*values, "", "" if clears_input else gr.skip()]
 
     return wrapper
 
@@ -131,6 +242,15 @@ def image_panel(label: str, caption: str, **kwargs: Any) -> gr.Image:
         image = gr.Image(label=label, interactive=False, format="png", **kwargs)
         gr.Markdown(caption)
     return image
+
+
+def message_box() -> gr.Markdown:
+    """The tab's message box, placed right under the controls it speaks of."""
+    return gr.Markdown(elem_classes=["lab-message"])
+
+
+def try_this(text: str) -> gr.Markdown:
+    return gr.Markdown(f"**Try this:** {text}", elem_classes=["lab-try"])
 
 
 def status(*lines: str) -> str:

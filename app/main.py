@@ -1,5 +1,6 @@
 """`contextrast app`: the Contextrast Lab. `build_ui(checkpoints, data_spec)` lays out the page;
-`launch(args)` serves it. Every view is a function in `contextrast.analysis`; this package only wires."""
+`launch(args)` serves it. Every view is a function in `contextrast.analysis`; this package only wires: each tab
+registers its own events on the lab (`app.lab.Lab`), and `wire_inputs` connects the shared inputs to them."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
-from app import output_files
+from app import gallery, output_files
 from app.access import LoginFirst, check_host, resolve_auth
-from app.lab import Lab, set_message_filter, user_errors
+from app.inputs import ImageInput
+from app.lab import Lab, message_box, set_message_filter
 from app.samples import UPLOAD, Samples
 from app.state import ModelStore, discover_checkpoints
-from app.tabs.bane import AUTO, build_bane
+from app.tabs.bane import build_bane
 from app.tabs.crm import build_crm
 from app.tabs.embeddings import build_embeddings
 from app.tabs.errors import build_errors
+from app.tabs.images import build_images
+from app.tabs.intervene import build_intervene
 from app.tabs.learn import build_learn
 from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
@@ -36,6 +40,15 @@ HEADER = """# Contextrast Lab
 Look inside a segmentation network: **SCRNet** (learned upsampling offsets in the SRM, context attention in the
 CRM) trained with **Contextrast** (contrastive learning with boundary-aware hard negatives, BANE).
 Pick a sample or upload an image, then browse the tabs; everything is computed on this machine's CPU."""
+CSS = """.lab-message p { color: #b45309; font-weight: 600; margin: 2px 0; }
+.lab-try p { opacity: .85; margin: 0 0 6px 0; }"""
+# Enter in a slider's number box applies the value, as leaving the box does (Gradio applies it on blur only)
+JS = """() => { document.addEventListener('keydown', (e) => {
+  const box = e.target;
+  if (e.key === 'Enter' && box instanceof HTMLInputElement && box.type === 'number'
+      && (box.getAttribute('aria-label') || '').startsWith('number input for')) { box.blur(); }
+}); }"""
+PAGE = dict(css=CSS, js=JS)  # launch() keyword arguments of the page's look and behaviour
 
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
@@ -57,7 +70,7 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     sample_names = samples.names()
     first_sample = sample_names[0] if sample_names else UPLOAD
     first_rgb, _, first_info = samples.load(first_sample) if first_sample != UPLOAD else (None, None, None)
-    first_model = lab.default_model = default_model(store, first_info.classes if first_info else None)
+    lab.default_model = default_model(store, first_info.classes if first_info else None)
     notes = list(store.problems)
     if not names:
         notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "
@@ -69,82 +82,83 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
         gr.Markdown("\n".join(f"> ⚠️ {n}" for n in notes), visible=bool(notes))
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(names, value=first_model, label="Model")
+                model = gr.Dropdown(names, value=lab.default_model, label="Model")
                 sample = gr.Dropdown([UPLOAD, *sample_names], value=first_sample, label="Sample",
-                                     info="Built-in labelled samples; choose your upload to analyse your own image.")
+                                     info="Type to filter, or pick a thumbnail below; choose your upload to analyse "
+                                          "your own image.")
                 label = gr.File(label="Label map for your upload (optional): PNG of class ids", type="filepath",
                                 file_types=[".png"])
-                go = gr.Button("Analyse", variant="primary")
+                with gr.Row():
+                    go = gr.Button("Analyse", variant="primary")
+                    keep_scale = gr.Checkbox(False, label="Keep colour scales",
+                                             info="compare maps across images, layers and models on one scale")
+                input_message = message_box()
             with gr.Column(scale=2):
-                image = gr.Image(first_rgb, type="filepath", image_mode=None, label="Image (drop your own here)",
-                                 sources=["upload", "clipboard"], height=300, format="png")
-        lab.components.update(model=model, sample=sample, image=image, label=label)
+                image = ImageInput(first_rgb, type="filepath", image_mode=None, label="Image (drop your own here)",
+                                   sources=["upload", "clipboard"], height=300, format="png")
+        lab.components.update(model=model, sample=sample, image=image, label=label, input_message=input_message,
+                              keep_scale=keep_scale, current_tab=gr.State("Predict"))
+        thumbnails = gallery.build_gallery(lab)
         with gr.Tabs():
-            with gr.Tab("Predict"):
-                predict_tab = build_predict(lab)
-            with gr.Tab("SRM offsets"):
-                srm_tab = build_srm(lab)
-            with gr.Tab("CRM attention"):
-                crm_tab = build_crm(lab)
-            with gr.Tab("BANE"):
-                bane_tab = build_bane(lab)
-            with gr.Tab("Embeddings"):
-                embeddings_tab = build_embeddings(lab)
-            with gr.Tab("Errors"):
-                errors_tab = build_errors(lab, data_spec)
-            with gr.Tab("Learn") as learn_page:
-                learn_tab = build_learn(lab)
-            learn_page.select(**learn_tab.first_visit)
-            if runs_dir is not None:
-                with gr.Tab("Train"):
-                    build_train(lab, runs_dir)
-
-        outputs = predict_tab.outputs + srm_tab.outputs + crm_tab.outputs + bane_tab.outputs
-        controls = predict_tab.controls + srm_tab.controls + crm_tab.controls + bane_tab.controls
-        assert [len(t.controls) for t in (predict_tab, srm_tab, crm_tab, bane_tab)] == [2, 2, 2, 3]  # analyse's args
-
-        @user_errors
-        def analyse(model_name, sample_name, image_path, label_path, opacity, shown_classes, srm_step, arrows,
-                    query_y, query_x, k_s, bane_layer, bane_class) -> list[Any]:
-            """All four views of one image from one (cached) forward pass."""
-            ctx = lab.context(model_name, sample_name, image_path, label_path)
-            return (predict_tab.draw(ctx, opacity, shown_classes) + srm_tab.draw(ctx, srm_step, arrows)
-                    + crm_tab.draw(ctx, query_y, query_x) + bane_tab.draw(lab, ctx, k_s, bane_layer, bane_class))
-
-        def load_sample(sample_name: str | None):
-            """Show the picked sample in the image box (an upload stays as it is)."""
-            if not sample_name or sample_name == UPLOAD:
-                return gr.skip()
-            return samples.load(sample_name)[0]
-
-        def use_upload() -> str:
-            return UPLOAD
-
-        def model_classes(model_name: str | None):
-            card = store.cards.get(model_name)
-            names_ = list(card.classes) if card else []
-            return gr.CheckboxGroup(choices=names_, value=names_), gr.Dropdown(choices=[AUTO, *names_], value=AUTO)
-
-        run_all = dict(fn=analyse, inputs=lab.inputs + controls, outputs=outputs)
-
-        def follow(event: Any, name: str) -> None:
-            """After a new image or model: the four views, then Errors' "This image" (cheap: the forward pass is
-            cached) and Embeddings, whose projection of the old input is cleared rather than left to mislead."""
-            event.then(**run_all, **lab.model_event(api_name=f"analyse_{name}")).then(
-                **errors_tab.refresh, **lab.model_event(api_name=f"errors_image_{name}")).then(
-                **embeddings_tab.mark_stale, api_name=f"embeddings_stale_{name}")
-
-        gr.on([go.click, demo.load], **run_all, **lab.model_event(api_name="analyse"))
-        follow(sample.input(load_sample, sample, image, api_name="load_sample", concurrency_limit=4), "sample")
-        follow(image.upload(use_upload, None, sample, api_name="use_upload", concurrency_limit=4), "upload")
-        follow(label.upload(use_upload, None, sample, api_name="use_label", concurrency_limit=4), "label")
-        follow(model.input(model_classes, model, [predict_tab.classes, bane_tab.controls[2]], api_name="model_classes",
-                           concurrency_limit=4), "model")
+            build_predict(lab)
+            build_srm(lab)
+            build_crm(lab)
+            build_bane(lab)
+            build_intervene(lab)
+            embeddings_tab = build_embeddings(lab)
+            errors_tab = build_errors(lab, data_spec)
+            opened = thumbnails + build_images(lab)
+            learn_tab = build_learn(lab)
+            train_tab = build_train(lab, runs_dir) if runs_dir is not None else None
+        wire_inputs(demo, lab, go, opened)
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
-    demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab)
+    demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab, train=train_tab)
     # compile UMAP's numba kernels now, in the background, so no user's first projection pays for it
     demo.umap_warm_up = embeddings.warm_up_in_background() if warm_up_umap else None
     return demo
+
+
+def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any]) -> None:
+    """Connect the shared inputs to what the tabs registered: a new sample, upload, label map or model first
+    updates the model's menus, then tells the watchers, then redraws the tab in view. `opened`: events of other
+    pickers (thumbnails, the image browser) that set the sample."""
+    c = lab.components
+    samples = lab.samples
+
+    def load_sample(sample_name: str | None):
+        """Show the picked sample in the image box (an upload stays as it is)."""
+        if not sample_name or sample_name == UPLOAD or sample_name not in samples:
+            return gr.skip()
+        return samples.load(sample_name)[0]
+
+    def follow(event: Any, source: str) -> None:
+        for i, menus in enumerate(lab.model_menus if source == "model" else []):
+            event = event.then(**menus, api_name=f"model_menus_{i}", concurrency_limit=4)
+        for i, watcher in enumerate(lab.input_watchers):
+            event.then(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4)
+        redraw(event.then, source)
+
+    def redraw(trigger: Any, source: str) -> None:
+        for page in lab.pages:
+            if page.redraw is not None:
+                kwargs = {**page.redraw, "api_name": f"{page.redraw['api_name']}_{source}"}
+                trigger(**kwargs, **lab.model_event())
+
+    use_upload = lambda: UPLOAD  # noqa: E731
+    follow(c["sample"].input(load_sample, c["sample"], c["image"], api_name="load_sample", concurrency_limit=4),
+           "sample")
+    follow(c["image"].upload(use_upload, None, c["sample"], api_name="use_upload", concurrency_limit=4), "upload")
+    follow(c["label"].upload(use_upload, None, c["sample"], api_name="use_label", concurrency_limit=4), "label")
+    follow(c["label"].clear(lambda: gr.skip(), None, c["sample"], api_name="clear_label", concurrency_limit=4),
+           "label_cleared")
+    follow(c["model"].input(lambda: None, None, None, api_name="model_picked", concurrency_limit=4), "model")
+    for i, event in enumerate(opened):
+        follow(event, f"opened_{i}")
+    redraw(go.click, "button")
+    redraw(c["keep_scale"].input, "scale")
+    for i, load in enumerate(lab.page_loads):
+        demo.load(**load, api_name=f"page_load_{i}", concurrency_limit=4)
+    redraw(demo.load, "page_load")
 
 
 def _reported_val_miou(metrics: dict[str, Any] | None) -> float:
@@ -204,7 +218,11 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
     demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir, paths=paths)
     output_files.install()  # concurrent downloads of one picture never see it half written
     demo.queue(default_concurrency_limit=1, max_size=64)
+    # quiet: Gradio's own banner speaks of `share=True`, which a command-line user of the lab has no use for
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,
-                prevent_thread_lock=prevent_thread_lock, show_error=True, quiet=prevent_thread_lock,
-                footer_links=["api"], app_kwargs={"middleware": [Middleware(LoginFirst)]})
+                prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api"],
+                app_kwargs={"middleware": [Middleware(LoginFirst)]}, **PAGE)
+    print(f"Contextrast Lab: {demo.local_url}", flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()
     return demo

@@ -57,6 +57,18 @@ class Samples:
     def names(self) -> list[str]:
         return list(self._index)
 
+    def set_labels(self) -> list[str]:
+        return [s.label for s in self.sets]
+
+    def set_of(self, name: str | None) -> str | None:
+        """The set label a listed sample belongs to (None for anything else, e.g. an upload)."""
+        return self._index[name][0].label if name in self._index else None
+
+    def names_in_set(self, label: str | None) -> list[str]:
+        """The listed samples of one set, in order (the first set's for an unknown label)."""
+        label = label if label in self.set_labels() else next(iter(self.set_labels()), None)
+        return [n for n, (s, _) in self._index.items() if s.label == label]
+
     def __contains__(self, name: object) -> bool:
         return name in self._index
 

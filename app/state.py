@@ -117,7 +117,12 @@ class LRU:
         return None
 
     def put(self, key: Hashable, value: Any) -> None:
-        self.get_or_make(key, lambda: value)
+        """Store `value` under `key`, replacing what was there."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -144,21 +149,33 @@ class ModelStore:
         self.paths: dict[str, Path] = {}
         self.cards: dict[str, ModelCard] = {}
         self.problems: list[str] = []
-        for p in paths:
-            name = p.name
-            if name in self.paths:
-                name = f"{p.parent.name}/{p.name}"
-            try:
-                self.cards[name] = read_card(p)
-                self.paths[name] = p
-            except (ValueError, FileNotFoundError) as e:
-                self.problems.append(f"skipped checkpoint {p}: {e}")
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()
         # forward passes of big images weigh up to a GB each: the cache is bounded in bytes, not only entries
         budget = limits.current().app_cache_bytes if cache_bytes is None else cache_bytes
         self.runs = LRU(runs_cached, max_bytes=budget * 3 // 4)
         self.records = LRU(runs_cached, max_bytes=budget // 4)
+        for p in paths:
+            try:
+                self.add(p)
+            except (ValueError, FileNotFoundError) as e:
+                self.problems.append(f"skipped checkpoint {p}: {e}")
+
+    def add(self, path: str | Path, name: str | None = None) -> str | None:
+        """List the checkpoint directory `path` (its card is read now, its weights on first use) under `name`
+        (default: the directory's name, or parent/name when that is taken). Returns the name, or None when this
+        directory is listed already. Raises ValueError / FileNotFoundError for a directory without a valid card."""
+        path = Path(path)
+        if path.resolve() in {p.resolve() for p in self.paths.values()}:
+            return None
+        card = read_card(path)
+        name = name or path.name
+        if name in self.paths:
+            name = f"{path.parent.name}/{path.name}"
+        with self._load_lock:
+            self.cards[name] = card
+            self.paths[name] = path
+        return name
 
     def names(self) -> list[str]:
         return list(self.paths)

@@ -47,3 +47,25 @@ def png_claiming(path: Path, width: int, height: int, bit_depth: int = 8, colour
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))
     return path
+
+
+def is_kept(value) -> bool:
+    """An output the handler left as it was (gr.skip(): the client reports a bare update)."""
+    return isinstance(value, dict) and value.get("__type__") == "update" and not value.get("value") and \
+        set(value) <= {"__type__", "props"}
+
+
+def drawn(out) -> list:
+    """A view's outputs, checked to come with an empty tab message and an empty (or untouched) input message."""
+    *values, tab_message, input_message = out
+    assert tab_message == "" and (input_message == "" or is_kept(input_message)), (tab_message, input_message)
+    return values
+
+
+def refusal(out) -> str:
+    """The one message of a refused request, checked to leave every output as it was."""
+    *values, tab_message, input_message = out
+    assert all(is_kept(v) for v in values), values
+    messages = [m for m in (tab_message, input_message) if isinstance(m, str) and m]
+    assert len(messages) == 1, (tab_message, input_message)
+    return messages[0]

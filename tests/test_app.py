@@ -1,5 +1,6 @@
 """The lab app launched in-process and driven through every tab's endpoint with gradio_client,
-bad inputs included; the app must answer each with a visible message and keep serving."""
+bad inputs included; the app must answer each with one message beside the control, keep the last result on
+screen, and keep serving."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-from lab_helpers import free_port, write_checkpoint  # noqa: E402
+from lab_helpers import drawn, free_port, is_kept, refusal, write_checkpoint  # noqa: E402
 
 from app.main import build_ui, check_host, launch  # noqa: E402
 from contextrast.analysis import attention  # noqa: E402
@@ -59,7 +60,13 @@ def toy_image(root: Path) -> str:
 
 
 def call(client: Client, api: str, *args, **kwargs):
-    return client.predict(*args, api_name=api, **kwargs)
+    """A view's outputs (its tab and input messages checked empty)."""
+    return drawn(client.predict(*args, api_name=api, **kwargs))
+
+
+def refused(client: Client, api: str, *args, **kwargs) -> str:
+    """The one message of a refused request (every output checked to stay as it was)."""
+    return refusal(client.predict(*args, api_name=api, **kwargs))
 
 
 # ---------------------------------------------------------------------------------------------- structure
@@ -70,10 +77,10 @@ def test_every_event_has_an_api_name_and_model_events_are_limited(lab):
     fns = list(demo.fns.values())
     assert fns and all(fn.api_name for fn in fns)
     heavy = [fn for fn in fns if fn.concurrency_id == "model"]
-    assert {"predict", "srm", "crm", "crm_pick", "bane", "analyse"} <= {fn.api_name for fn in heavy}
+    assert {"predict", "srm", "crm", "crm_pick", "bane", "predict_view_button"} <= {fn.api_name for fn in heavy}
     assert all(fn.concurrency_limit == 1 for fn in heavy)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/predict", "/srm", "/crm", "/bane", "/analyse", "/load_sample"} <= set(endpoints)
+    assert {"/predict", "/srm", "/crm", "/bane", "/predict_view_button", "/load_sample"} <= set(endpoints)
     # the Train tab (contextrast.jobs) is part of the launched app
     assert {"/train_submit", "/train_poll", "/train_cancel", "/train_stop", "/train_resume"} <= set(endpoints)
 
@@ -102,57 +109,72 @@ def test_host_needs_auth_or_insecure():
 # ---------------------------------------------------------------------------------------------- tabs
 
 
-def test_analyse_fills_every_tab(lab):
-    _, client, _ = lab
-    out = call(client, "/analyse", "toy-srm", SAMPLE, None, None, 0.5, CLASSES, "1/8 → 1/4", 24, 10, 20, 50,
-               "E2 (1/8)", "auto (most hard negatives)")
-    assert len(out) == 6 + 10 + 5 + 5
-    assert Path(out[0]).is_file() and "forward pass" in out[5]
-    assert "Step" in out[15] and "Query pixel" in out[20] and "sampled" in out[25]
+def test_analyse_redraws_the_tab_in_view_only(lab):
+    """The Analyse button (and a new input) redraws the tab being looked at; the others wait until opened."""
+    demo, _, _ = lab
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    srm = fns["srm_view_button"].fn
+    out = srm("SRM offsets", "toy-srm", SAMPLE, None, None, False, 2, 24, None)
+    assert out[0] is not None and "Step" in out[9] and out[-2:] == ["", ""]
+    assert all(is_kept(v) for v in srm("Predict", "toy-srm", SAMPLE, None, None, False, 2, 24, None))
+    crm = fns["crm_view_button"].fn("CRM attention", "toy-srm", SAMPLE, None, None, False, 30, 40, None)
+    assert "Query pixel" in crm[4]
+    # opening a tab draws it (and makes it the one in view)
+    tab = next(b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "BANE")
+    opened = [fn for fn in demo.fns.values() if (tab._id, "select") in [(t[0], t[1]) for t in fn.targets]]
+    assert {fn.api_name for fn in opened} == {"bane_view_shown", "bane_view_in_view"}
 
 
 def test_predict_tab(lab):
     _, client, _ = lab
     overlay, compare, legend, conf, ent, info = call(client, "/predict", "toy-srm", SAMPLE, None, None, 0.3,
                                                      ["disc", "bar"])
-    img = np.asarray(Image.open(overlay))
-    assert img.shape[2] in (3, 4) and Path(conf).is_file() and Path(ent).is_file()
+    assert overlay["type"] == "plotly" and Path(conf).is_file() and Path(ent).is_file()
+    # hovering a pixel reads its class, probability and ground truth from the overlay's data
+    hover = json.loads(overlay["plot"])["data"]
+    assert any("customdata" in trace or "hovertemplate" in trace for trace in hover)
     assert compare is not None and "Pixel accuracy" in info and "background" in legend
 
 
 def test_srm_tab_every_step_and_a_model_without_srm(lab):
     _, client, _ = lab
     for step in ("1/32 → 1/16", "1/16 → 1/8", "1/8 → 1/4"):
-        out = call(client, "/srm", "toy-srm", SAMPLE, None, None, step, 16)
+        out = call(client, "/srm", "toy-srm", SAMPLE, None, None, False, step, 16)
         assert all(o is not None for o in out) and step in out[-1]
-    out = call(client, "/srm", "toy-bilinear", SAMPLE, None, None, "1/8 → 1/4", 16)
+    out = call(client, "/srm", "toy-bilinear", SAMPLE, None, None, False, "1/8 → 1/4", 16)
     assert out[0] is None and "bilinear" in out[-1]
 
 
 def test_crm_tab(lab):
     _, client, _ = lab
-    overlay, fig, y, x, info = call(client, "/crm", "toy-srm", SAMPLE, None, None, 30, 40)
+    overlay, fig, y, x, info = call(client, "/crm", "toy-srm", SAMPLE, None, None, False, 30, 40)
     assert Path(overlay).is_file() and fig is not None and (y, x) == (30, 40) and "Query pixel" in info
-    overlay, fig, *_, info = call(client, "/crm", "toy-bilinear", SAMPLE, None, None, 30, 40)
+    # the channel heatmap names its channels, and the stage-share strip has a colour bar
+    traces = json.loads(fig["plot"])["data"]
+    assert all(t.get("colorbar") for t in traces if t["type"] == "heatmap")
+    overlay, fig, *_, info = call(client, "/crm", "toy-bilinear", SAMPLE, None, None, False, 30, 40)
     assert overlay is None and "no CRM" in info
+    # a query pixel outside the image is refused with its range, not silently moved to the centre
+    assert "lies outside" in refused(client, "/crm", "toy-srm", SAMPLE, None, None, False, 9999, 5)
 
 
 def test_bane_tab_with_and_without_labels(lab):
     _, client, root = lab
-    err, dist, samples, losses, info = call(client, "/bane", "toy-srm", SAMPLE, None, None, 30, "E1 (1/4)", "disc")
+    err, dist, samples, losses, info = call(client, "/bane", "toy-srm", SAMPLE, None, None, False, 30, "E1 (1/4)",
+                                            "disc")
     assert Path(err).is_file() and samples is not None and losses is not None and "K_s = 30" in info
     image = toy_image(root)
-    out = call(client, "/bane", "toy-srm", "(your upload)", handle_file(image), None, 50, "E2 (1/8)",
+    out = call(client, "/bane", "toy-srm", "(your upload)", handle_file(image), None, False, 50, "E2 (1/8)",
                "auto (most hard negatives)")
     assert out[0] is None and "needs a ground truth" in out[-1]
     out = call(client, "/bane", "toy-srm", "(your upload)", handle_file(image), handle_file(str(root / "mask.png")),
-               50, "E2 (1/8)", "auto (most hard negatives)")
+               False, 50, "E2 (1/8)", "auto (most hard negatives)")
     assert out[0] is not None and "sampled" in out[-1]
 
 
 def test_load_sample(lab):
     _, client, _ = lab
-    path = call(client, "/load_sample", SAMPLE)
+    path = client.predict(SAMPLE, api_name="/load_sample")
     assert np.asarray(Image.open(path)).shape[:2] == (128, 160)
 
 
@@ -195,9 +217,9 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(lab):
         ((handle_file(image), handle_file(unknown)), "outside the allowed"),
         ((None, None), "Upload an image"),
     ]
-    for (img, lbl), words in cases:
-        with pytest.raises(AppError, match=words):
-            call(client, "/predict", "toy-srm", "(your upload)", img, lbl, **PREDICT)
+    for (img, lbl), words in cases:  # one message under the inputs; the views stay as they were
+        message = refused(client, "/predict", "toy-srm", "(your upload)", img, lbl, **PREDICT)
+        assert words in message and "preprocess" not in message and "index 2" not in message
     with pytest.raises(AppError, match="not in the list of choices|unknown model"):
         call(client, "/predict", "nope", SAMPLE, None, None, **PREDICT)
     assert "forward pass" in call(client, "/predict", "toy-srm", SAMPLE, None, None, **PREDICT)[-1]
@@ -220,7 +242,7 @@ def test_concurrent_requests(lab):
     def worker(i: int) -> None:
         try:
             c = Client(client.src, verbose=False)
-            results[i] = call(c, "/crm", "toy-srm", f"toy/val_{i:05d}", None, None, 20, 20)[-1]
+            results[i] = call(c, "/crm", "toy-srm", f"toy/val_{i:05d}", None, None, False, 20, 20)[-1]
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -239,13 +261,14 @@ def test_clicking_the_crm_image_picks_the_query_pixel(lab):
     demo, _, _ = lab
     pick = next(fn for fn in demo.fns.values() if fn.api_name == "crm_pick")
     # the 160×128 overlay is shown enlarged 3× (app.display): a click at (152, 91) there is source pixel (50, 30)
-    args, *_ = helpers.special_args(pick.fn, ["toy-srm", SAMPLE, None, None], None,
+    args, *_ = helpers.special_args(pick.fn, ["toy-srm", SAMPLE, None, None, False], None,
                                     SelectData(None, {"index": [152, 91], "value": None}))
-    overlay, _, y, x, info = pick.fn(*args)
-    assert (y, x) == (30, 50) and overlay.shape == (3 * 128, 3 * 160, 3) and "x=50, y=30" in info
+    overlay, _, y, x, info = pick.fn(*args)[:5]
+    # the picture is the 3× enlarged overlay with its colour bar on the right
+    assert (y, x) == (30, 50) and overlay.shape[0] == 3 * 128 and overlay.shape[1] > 3 * 160 and "x=50, y=30" in info
     # the cross-hair is drawn at the source pixel: the enlarged picture is the source one, each pixel a 3×3 block
-    expected, _ = attention.render_spatial(demo.lab.context("toy-srm", SAMPLE, None, None).run, 30, 50)
-    assert np.array_equal(overlay[1::3, 1::3], expected)
+    expected, *_ = attention.render_spatial(demo.lab.context("toy-srm", SAMPLE, None, None).run, 30, 50)
+    assert np.array_equal(overlay[1::3, 1:3 * 160:3], expected)
 
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared/data/camvid"

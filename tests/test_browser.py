@@ -1,116 +1,188 @@
-"""One real browser: Debian's headless chromium opens the lab and must show its four tabs and a
-prediction (the page's load event runs the analysis of the pre-selected toy sample).
+"""The lab in a real browser: headless Chromium (driven by Playwright, `benchmarks.lab_page.LabPage`) walks every
+tab on a CamVid sample (the toy sample when CamVid is not at ../shared/data/camvid) and then on an uploaded image
+with its label map, clicks what each tab invites, and fails on any "Error" badge, toast or lab message.
 
-Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: NUL-separated
-JSON on fds 3/4), so the test needs no driver package. Skips only when chromium is absent."""
+Screenshots of every tab go to the test's temporary folder, or to $LAB_BROWSER_SHOTS when it is set. Skips when
+Playwright or chromium is missing."""
 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
-import json
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from lab_helpers import free_port, write_checkpoint  # noqa: E402
+from lab_helpers import free_port
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
+pytest.importorskip("playwright.sync_api")
+from benchmarks.lab_page import MESSAGES_JS, LabPage, browser, chromium  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID = Path(os.environ.get("CAMVID") or Path(__file__).resolve().parents[2] / "shared/data/camvid")
+HAS_CAMVID = (CAMVID / "val").is_dir() and (CAMVID / "valannot").is_dir()
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium() is None, reason="chromium is not installed")]
+WAIT_S = 240.0  # a forward pass of the CamVid models on a busy 2-core machine takes seconds
 
 
-class HeadlessChromium:
-    """A minimal DevTools-protocol client over chromium's debugging pipe."""
-
-    def __init__(self, executable: str, window: tuple[int, int] = (1280, 1800)) -> None:
-        self.profile = tempfile.mkdtemp(prefix="lab-chromium-")
-        to_chrome_r, to_chrome_w = os.pipe()
-        from_chrome_r, from_chrome_w = os.pipe()
-
-        def wire_pipes() -> None:  # in the child: chromium reads commands on fd 3, answers on fd 4
-            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        self.proc = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={self.profile}",
-             f"--window-size={window[0]},{window[1]}", "--remote-debugging-pipe", "about:blank"],
-            preexec_fn=wire_pipes, pass_fds=(3, 4, to_chrome_r, from_chrome_w),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self.write_fd, self.read_fd = to_chrome_w, from_chrome_r
-        self.next_id, self.buffer = 0, b""
-
-    def call(self, method: str, session: str | None = None, **params):
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self.buffer:
-                chunk = os.read(self.read_fd, 1 << 16)
-                if not chunk:
-                    raise RuntimeError("chromium closed its debugging pipe")
-                self.buffer += chunk
-            raw, self.buffer = self.buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def open(self, url: str) -> str:
-        target = self.call("Target.createTarget", url=url)["targetId"]
-        return self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-
-    def evaluate(self, session: str, expression: str):
-        return self.call("Runtime.evaluate", session=session, expression=expression,
-                         returnByValue=True)["result"].get("value")
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        os.close(self.write_fd)
-        os.close(self.read_fd)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
-def test_page_renders_tabs_and_a_prediction(tmp_path):
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
     from app.main import launch
 
-    write_checkpoint(tmp_path / "ckpt" / "toy")
-    port = free_port()
-    args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(tmp_path / "ckpt"), data=None, port=port,
-                              host="127.0.0.1", auth=None, insecure=False, max_file_size="5mb", max_side=512,
-                              runs_dir=str(tmp_path / "runs"), no_worker=True)
+    root = tmp_path_factory.mktemp("browser")
+    shots = Path(os.environ.get("LAB_BROWSER_SHOTS") or root / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    args = argparse.Namespace(checkpoint=[], checkpoints_dir=str(ROOT / "checkpoints"),
+                              data=f"camvid:{CAMVID}" if HAS_CAMVID else None, port=free_port(), host="127.0.0.1",
+                              auth=None, insecure=False, max_file_size="20mb", max_side=1024,
+                              runs_dir=str(root / "runs"), no_worker=True)
     demo = launch(args, prevent_thread_lock=True)
-    browser = HeadlessChromium(CHROMIUM)
     try:
-        page = browser.open(f"http://127.0.0.1:{port}/")
-        deadline, shown = time.time() + 90, False
-        while time.time() < deadline and not shown:
-            shown = bool(browser.evaluate(page, "document.body && document.body.innerText.includes('forward pass')"))
-            time.sleep(0.5)
-        tabs = browser.evaluate(page, "[...document.querySelectorAll('[role=tab]')].map(e => e.innerText.trim())")
-        overlay_src = browser.evaluate(
-            page, "[...document.querySelectorAll('img')].map(i => i.src).filter(s => s.includes('/file='))")
-        shot = base64.b64decode(browser.call("Page.captureScreenshot", session=page, format="png")["data"])
-        Path(tmp_path / "lab.png").write_bytes(shot)
+        with browser(window=(1400, 1200)) as page:
+            page.open(demo.local_url, WAIT_S)
+            yield demo, page, root, shots
     finally:
-        browser.close()
         demo.close()
-    assert shown, "the prediction's status line never appeared"
-    assert tabs[:4] == ["Predict", "SRM offsets", "CRM attention", "BANE"]
-    assert len(overlay_src) >= 2  # the input image and the prediction overlay (plus the maps)
-    picture = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
-    assert picture.shape[0] > 500 and picture.std() > 10  # a drawn page, not a blank one
+
+
+def settled(page: LabPage, where: str) -> None:
+    """Wait until nothing is pending, then fail on anything that says something went wrong."""
+    page.wait_idle(WAIT_S)
+    page.page.wait_for_timeout(300)  # a message or toast arrives with the event's last output
+    problems = page.problems()
+    assert not problems, f"{where}: {problems}"
+
+
+def walk_tabs(page: LabPage, shots: Path, prefix: str, upload: bool) -> None:
+    """Every tab on the current input: open it, check its view, click what it invites."""
+    page.tab("Predict")
+    page.wait_text("predict-info", "forward pass", WAIT_S)
+    settled(page, "Predict")
+    before = page.picture("predict-overlay")
+    page.page.locator("#predict-classes label").first.click()  # hide a class
+    page.wait_picture_change("predict-overlay", before, WAIT_S)
+    settled(page, "Predict, a class hidden")
+    page.shot(shots / f"{prefix}-predict.png")
+
+    page.tab("SRM offsets")
+    page.wait_text("srm-info", "Step", WAIT_S)
+    page.choose("1/16 → 1/8")
+    page.wait_text("srm-info", "1/16 → 1/8", WAIT_S)
+    settled(page, "SRM")
+    page.shot(shots / f"{prefix}-srm.png")
+
+    page.tab("CRM attention")
+    page.wait_text("crm-info", "Query pixel", WAIT_S)
+    settled(page, "CRM")
+    query = page.text("crm-info").split("→")[0]
+    page.click_picture("crm-overlay", 0.25, 0.3)
+    page.page.wait_for_function("q => !(document.getElementById('crm-info')?.innerText || '').startsWith(q)",
+                                arg=query, timeout=WAIT_S * 1000, polling=100)
+    settled(page, "CRM, a query pixel clicked")
+    page.shot(shots / f"{prefix}-crm.png")
+
+    page.tab("BANE")
+    page.wait_text("bane-info", "sampled", WAIT_S)
+    page.type_number("bane-ks", 30)  # typed, then Enter: applied at once
+    page.wait_text("bane-info", "K_s = 30", WAIT_S)
+    settled(page, "BANE")
+    page.shot(shots / f"{prefix}-bane.png")
+
+    page.tab("Intervene")
+    page.page.wait_for_function("() => (document.getElementById('intervene-info')?.innerText || '').length > 20",
+                                timeout=WAIT_S * 1000, polling=100)
+    settled(page, "Intervene")
+    page.shot(shots / f"{prefix}-intervene.png")
+
+    page.tab("Embeddings")
+    page.type_number("embeddings-points", 500)
+    page.click_button("Project embeddings")
+    page.wait_text("embeddings-info", "UMAP ·", WAIT_S)
+    settled(page, "Embeddings")
+    page.click_picture("embeddings-scatter", 0.5, 0.5)  # near a dot or on empty space: either is no error
+    page.wait_idle(WAIT_S)
+    messages = page.messages()
+    assert all("no dot" in m for m in messages), messages
+    assert page.error_badges() == 0 and not page.toasts()
+    # a dot hit names its point; a miss is one message and keeps the projection on screen
+    assert ("UMAP" if messages else "Clicked the scatter") in page.text("embeddings-info")
+    page.shot(shots / f"{prefix}-embeddings.png")
+
+    page.tab("Errors")
+    page.wait_text("errors-info", "pixels", WAIT_S)
+    settled(page, "Errors, this image")
+    if not upload:
+        page.page.locator("#errors-max input").fill("2")
+        page.click_button("Evaluate the split")
+        page.wait_text("errors-split-info", "images in", WAIT_S)
+        settled(page, "Errors, the split")
+    page.shot(shots / f"{prefix}-errors.png")
+
+    if upload:
+        return
+    page.tab("Images")
+    page.page.locator("#images-max input").fill("3")
+    page.click_button("Rank the images")
+    page.wait_text("images-info", "images shown", WAIT_S)
+    settled(page, "Images")
+    worst = page.page.locator("#images-table [data-testid=cell-0-1]")
+    name = worst.inner_text().strip()
+    worst.click()  # opens the worst image in every tab
+    menu = page.page.get_by_label("Sample", exact=True)
+    page.page.wait_for_function("([e, n]) => e.value === n", arg=[menu.element_handle(), name],
+                                timeout=WAIT_S * 1000, polling=100)
+    settled(page, "Images, a row opened")
+    page.shot(shots / f"{prefix}-images.png")
+
+    page.tab("Learn")
+    page.wait_text("learn-step-6", "τ", WAIT_S)
+    settled(page, "Learn")
+    page.type_number("learn-ks", 20)
+    page.wait_text("learn-step-5", "20", WAIT_S)
+    settled(page, "Learn, K_s typed")
+    page.shot(shots / f"{prefix}-learn.png")
+
+    page.tab("Train")
+    page.click_button("Start")  # the form's defaults must be accepted
+    page.wait_text("train-submitted", "Submitted job", WAIT_S)
+    settled(page, "Train")
+    page.shot(shots / f"{prefix}-train.png")
+
+
+def test_every_tab_on_a_sample_then_on_an_upload(lab):
+    demo, page, root, shots = lab
+    assert page.page.get_by_role("tab").all_inner_texts()[:4] == ["Predict", "SRM offsets", "CRM attention", "BANE"]
+    walk_tabs(page, shots, "sample", upload=False)
+
+    # an upload with its label map (CamVid's own annotation, void label 11 included, when CamVid is here)
+    if HAS_CAMVID:
+        name = sorted((CAMVID / "val").glob("*.png"))[-1].name
+        image, labels = CAMVID / "val" / name, CAMVID / "valannot" / name
+    else:
+        from contextrast.data import build_dataset
+
+        rgb, mask = build_dataset("toy", "val").load(3)
+        image, labels = root / "upload.png", root / "upload_labels.png"
+        Image.fromarray(rgb).save(image)
+        Image.fromarray(mask.astype(np.uint8)).save(labels)
+    page.tab("Predict")
+    page.upload("Image (drop your own here)", image)
+    page.wait_text("predict-info", "upload", WAIT_S)
+    page.upload("Label map for your upload", labels)
+    page.wait_text("predict-info", "Pixel accuracy", WAIT_S)
+    settled(page, "Predict, an upload with its label map")
+    walk_tabs(page, shots, "upload", upload=True)
+
+    # a file that is not a picture: one clear message under the inputs, the last view kept
+    text = root / "notes.png"
+    text.write_text("not a picture")
+    page.tab("Predict")
+    page.upload("Image (drop your own here)", text)
+    page.page.wait_for_function(f"() => ({MESSAGES_JS})().length > 0", timeout=WAIT_S * 1000, polling=100)
+    page.wait_idle(WAIT_S)
+    messages = page.messages()
+    assert len(messages) == 1 and "not a readable image" in messages[0], messages
+    assert page.error_badges() == 0 and not page.toasts()
+    assert "Pixel accuracy" in page.text("predict-info")
+    page.shot(shots / "upload-not-a-picture.png")

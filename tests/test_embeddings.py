@@ -121,14 +121,30 @@ def test_scatter_picture_click_finds_the_point(setting, tmp_path):
     assert emb.pick_point(canvas, -500, -500) is None
 
 
-def test_hover_figure_has_every_point_once(setting):
+def test_scatter_picture_places_every_point_once_with_legend_and_axes(setting):
     _, ds, _, _ = setting
     sample = emb.sample_pixels(pixels_of(setting, 1), 1, 250, seed=0, num_classes=5)
     proj = emb.pca_project(sample)
-    fig = emb.scatter_figure(sample, proj, "ground truth", ds.info.classes, ds.info.palette)
-    ids = np.concatenate([np.asarray(t.customdata) for t in fig.data if t.customdata is not None
-                          and np.asarray(t.customdata).ndim == 1])
-    assert sorted(ids.tolist()) == list(range(len(sample)))
+    plain = np.full((500, 660, 3), 255, np.uint8)
+    img, canvas = emb.scatter_image(sample, proj, "ground truth", ds.info.palette, classes=ds.info.classes)
+    assert canvas.pixels.shape == (len(sample), 2) and np.isfinite(canvas.pixels).all()
+    assert np.allclose(canvas.pixels, canvas.to_pixel(proj.coords))  # each point drawn where its coordinates say
+    # every dot is found again by a click on it (a point hidden under another maps to one at the same spot)
+    for k in range(0, len(sample), 25):
+        hit = emb.pick_point(canvas, *canvas.pixels[k])
+        assert hit is not None and np.allclose(canvas.pixels[hit], canvas.pixels[k], atol=1.5)
+    # the margins carry the axes and the legend: ink outside the plotting area, in the classes' colours
+    left_margin = img[:, : canvas.left - 2]
+    assert (left_margin != plain[:, : canvas.left - 2]).any()
+    legend_colours = {tuple(c) for c in ds.info.palette if (img == np.asarray(c, np.uint8)).all(-1).any()}
+    assert len(legend_colours) >= 2
+    # the class filter hides a class's points from the picture and from clicks
+    truth = sample.truth
+    hidden_class = int(np.bincount(truth[truth != 255]).argmax())
+    shown = [c for c in range(len(ds.info.classes)) if c != hidden_class]
+    _, filtered = emb.scatter_image(sample, proj, "ground truth", ds.info.palette, classes=ds.info.classes,
+                                    shown=shown)
+    assert np.isnan(filtered.pixels[truth == hidden_class]).all()
 
 
 def test_umap_projection(setting):

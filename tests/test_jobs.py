@@ -383,10 +383,11 @@ def test_train_tab_submits_refuses_and_shows_jobs(runs):
 
     lab = Lab(store=ModelStore([]), samples=Samples(None, None))
     with gr.Blocks():
+        lab.components["input_message"] = gr.Markdown()
         tab = build_train(lab, runs)
     settings = [SCRATCH, "toy:n=16,size=64x80", "ce", 20, 0.01, 4, 64, 64, "cpu", 1, "from the tab",
                 "\n".join(TINY_OVERRIDES)]
-    with pytest.raises(gr.Error, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be positive"):  # the page shows it beside the Start button
         tab.handlers["submit"](*settings[:4], -1.0, *settings[5:])
     out = tab.handlers["submit"](*settings)
     assert out[0].startswith("Submitted job")

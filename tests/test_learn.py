@@ -9,10 +9,11 @@ import torch
 from contextrast.analysis import learn
 from contextrast.analysis.bane import run_loss
 from contextrast.analysis.forward import run_model
+from contextrast.config import LossConfig
 from contextrast.data import build_dataset
 from contextrast.data.toy import TOY
-from contextrast.losses.bane import bane_negatives
-from contextrast.losses.grid import nearest_resize, prediction_at
+from contextrast.losses.bane import bane_on_grid, fine_error_distance
+from contextrast.losses.grid import nearest_resize
 from contextrast.models import build_model
 
 CLASSES, PALETTE = list(TOY.classes), [list(c) for c in TOY.palette]
@@ -52,7 +53,9 @@ def test_bane_steps_count_what_the_loss_selects(toy):
     steps = learn.bane_steps(run, labels, 1, 30, PALETTE)
     grid = tuple(run.output.embeddings[1].shape[-2:])
     y = nearest_resize(torch.as_tensor(labels)[None], grid)
-    sel = bane_negatives(prediction_at(run.logits, grid), y, 30)
+    config = LossConfig(bane_percent=30.0)  # the loss's own rule and distance stride (the defaults here)
+    fine = fine_error_distance(run.logits, torch.as_tensor(labels)[None], config.bane_distance_stride)
+    _, sel = bane_on_grid(run.logits, y, config, torch.Generator().manual_seed(0), fine)
     assert steps.counts["error pixels"] == int(sel.error.sum()) and steps.counts["kept (hard negatives)"] == int(
         sel.keep.sum())
     assert steps.error.picture.shape == run.rgb.shape and steps.kept.picture.dtype == np.uint8

@@ -1,10 +1,11 @@
 """Embeddings tab: PCA (at once) then UMAP of a class-balanced sample of one projection head's pixel
 embeddings, for one image or several images of a split, one or two checkpoints on the same pixels.
-Click a point (in the scatter picture) to see its pixel; click the image to find the pixel's point."""
+Click a dot to see its pixel, or draw a box (two clicks) to light its pixels up on the image; click the image to
+find a pixel's dot; the class filter hides classes from the scatter."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gradio as gr
@@ -12,14 +13,15 @@ import numpy as np
 
 from app.display import enlarge, to_source
 from app.inputs import resolve_input
-from app.lab import Lab, notices_md, status, user_errors
+from app.lab import Lab, message_box, notices_md, status, try_this
 from app.state import LRU, digest
+from contextrast.analysis import cards
 from contextrast.analysis import embeddings as emb
-from contextrast.analysis.forward import run_model
 
 NO_MODEL = "(none)"
 THIS_IMAGE = "this image"
 SPLIT_IMAGES = "first images of the sample's split"
+PICK, BOX = "pick a dot", "box: click two corners"
 MAX_IMAGES = 16
 
 
@@ -35,105 +37,107 @@ class EmbeddingView:
     samples: list[emb.PixelSample]
     projections: list[emb.Projection] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    headline: str = ""
+    selection: np.ndarray | None = None  # points of the last box
+    corner: tuple[float, float] | None = None  # the box's first corner, waiting for the second
 
 
-@dataclass
-class EmbeddingsTab:
-    controls: list[Any]
-    outputs: list[Any]
-    cache: LRU
-    mark_stale: dict[str, Any] = field(default_factory=dict)  # event kwargs: clear a projection the input outdated
-
-    def render(self, view: EmbeddingView, colour_by: str, point: int | None, headline: str) -> list[Any]:
-        """[info, scatter picture A, plot A, picture B, plot B, located pixel, point, image, y, x, view]."""
-        pictures, figures = [], []
-        for sample, proj, model in zip(view.samples, view.projections, view.models):
-            img, _ = emb.scatter_image(sample, proj, colour_by, view.palette, highlight=point)
-            pictures.append(img)
-            figures.append(emb.scatter_figure(sample, proj, colour_by, view.classes, view.palette, highlight=point,
-                                              title=f"{proj.method} · {model} · {emb.LAYER_NAMES[sample.layer]}"))
-        two = len(view.samples) > 1
-        a = view.samples[0]
-        point = 0 if point is None else int(point)
-        i, y, x = emb.pixel_of_point(a, point)
-        located = enlarge(emb.locate_pixel(view.rgbs[i], y, x, a.grids[i]))
-        cls = view.classes
-
-        def name(c: int) -> str:
-            return cls[c] if 0 <= c < len(cls) else "unlabelled"
-
-        preds = " / ".join(f"{m}: {name(int(s.prediction[point]))}" for m, s in zip(view.models, view.samples))
-        where = (f"Point {point} → **{view.names[i]}**, pixel x={x}, y={y} (cell {int(a.gy[point])}, {int(a.gx[point])} "
-                 f"of the {a.grids[i][1]}×{a.grids[i][0]} grid); truth: {name(int(a.truth[point]))}; predicted {preds}.")
-        info = status(notices_md(view.notices), headline, where)
-        return [info, pictures[0], figures[0], gr.Image(pictures[1] if two else None, visible=two),
-                gr.Plot(figures[1] if two else None, visible=two), located, point, i, y, x, view]
+def render(view: EmbeddingView, colour_by: str, point: int | None, note: str, shown: list[str] | None) -> list[Any]:
+    """[info, picture A, picture B, located pixel(s), point, image, y, x, view]."""
+    ids = None if shown is None else [view.classes.index(c) for c in shown if c in view.classes]
+    pictures = []
+    for sample, proj, model in zip(view.samples, view.projections, view.models):
+        img, _ = emb.scatter_image(sample, proj, colour_by, view.palette, highlight=point, classes=view.classes,
+                                   shown=ids, selected=view.selection,
+                                   title=f"{proj.method} · {model} · {emb.LAYER_NAMES[sample.layer]}")
+        pictures.append(img)
+    two = len(view.samples) > 1
+    a = view.samples[0]
+    point = 0 if point is None else int(point)
+    i, y, x = emb.pixel_of_point(a, point)
+    if view.selection is not None and len(view.selection):
+        located = emb.light_up(view.rgbs[i], a, view.selection, i)
+        where = f"{len(view.selection)} dots in the box; their pixels on **{view.names[i]}** are lit up."
+    else:
+        located = emb.locate_pixel(view.rgbs[i], y, x, a.grids[i])
+        preds = " / ".join(f"{m}: {emb.class_name(view.classes, int(s.prediction[point]))}"
+                           for m, s in zip(view.models, view.samples))
+        where = (f"Point {point} → **{view.names[i]}**, pixel x={x}, y={y} (cell {int(a.gy[point])}, "
+                 f"{int(a.gx[point])} of the {a.grids[i][1]}×{a.grids[i][0]} grid); truth: "
+                 f"{emb.class_name(view.classes, int(a.truth[point]))}; predicted {preds}.")
+    info = status(notices_md(view.notices), view.headline, note, where)
+    return [info, pictures[0], gr.Image(pictures[1] if two else None, visible=two), enlarge(located), point, i, y, x,
+            view]
 
 
-def _images(lab: Lab, model: str, sample: str | None, image: str | None, label: str | None, source: str,
-            count: int) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None], list[str]]:
-    """(names, rgbs, labels, notices) of the request's images: the current one, or the first `count` of its split."""
-    ctx = lab.context(model, sample, image, label)
+def _colour(view: EmbeddingView, colour: str | None) -> str:
+    return colour if colour in emb.COLOUR_BY and (colour not in ("ground truth", "correct / wrong") or
+                                                  view.samples[0].balanced_by == "ground truth") else "prediction"
+
+
+def _images(lab: Lab, ctx: Any, sample: str | None, source: str, count: int
+            ) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None], list[str]]:
+    """(names, rgbs, labels, notices) of the request's images: the current one, or the first `count` of its set."""
     if source == THIS_IMAGE:
         return [ctx.input.name], [ctx.input.rgb], [ctx.input.labels], list(ctx.input.notices)
     if source != SPLIT_IMAGES:
         raise ValueError(f"pixels come from {THIS_IMAGE!r} or {SPLIT_IMAGES!r}; got {source!r}")
-    if not 1 <= int(count) <= MAX_IMAGES:
+    if count is None or not 1 <= int(count) <= MAX_IMAGES:
         raise ValueError(f"number of images must be 1..{MAX_IMAGES}; got {count}")
-    names = lab.samples.names()
-    if not names:
+    chosen = lab.samples.names_in_set(lab.samples.set_of(sample))[: int(count)]
+    if not chosen:
         raise ValueError("no sample split is available: start the app with the toy set or --data SPEC")
-    prefix = sample.rsplit("/", 1)[0] if sample and sample in lab.samples else names[0].rsplit("/", 1)[0]
-    chosen = [n for n in names if n.rsplit("/", 1)[0] == prefix][: int(count)]
-    rgbs, labels, notices = [], [], []
-    for n in chosen:
-        inp = resolve_input(lab.samples, ctx.loaded.card, n, None, None, lab.max_side)
-        rgbs.append(inp.rgb)
-        labels.append(inp.labels)
-        notices += [m for m in inp.notices if m not in notices]
-    return chosen, rgbs, labels, notices
+    inputs = [resolve_input(lab.samples, ctx.loaded.card, n, None, None, lab.max_side) for n in chosen]
+    notices = list(dict.fromkeys(m for inp in inputs for m in inp.notices))
+    return chosen, [inp.rgb for inp in inputs], [inp.labels for inp in inputs], notices
 
 
-def build_embeddings(lab: Lab) -> EmbeddingsTab:
-    names = lab.store.names()
-    gr.Markdown("Each dot is one pixel's embedding from a projection head (METHOD.md §2), flattened to 2-D: **PCA** "
-                "appears at once, **UMAP** follows. Pixels are sampled so every class gets about as many dots. "
-                "**Click a dot** in the left picture to see its pixel; **click the image** below to find the pixel's "
-                "dot. Stars are the loss's class anchors â.")
-    with gr.Row():
-        layer = gr.Radio(list(emb.LAYER_NAMES), value=emb.LAYER_NAMES[1], type="index", label="Layer (projection head)")
-        points = gr.Slider(emb.MIN_POINTS, emb.MAX_POINTS, value=5000, step=100, label="Points (class-balanced sample)")
-        seed = gr.Number(0, precision=0, label="Sample seed")
-    with gr.Row():
-        source = gr.Radio([THIS_IMAGE, SPLIT_IMAGES], value=THIS_IMAGE, label="Pixels from")
-        count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images of the split")
-        colour_by = gr.Dropdown(list(emb.COLOUR_BY), value=emb.COLOUR_BY[0], label="Colour by")
-        other = gr.Dropdown([NO_MODEL, *names], value=NO_MODEL, label="Second checkpoint, same pixels")
-    go_button = gr.Button("Project embeddings", variant="primary")
-    info = gr.Markdown()
-    with gr.Row():
-        picture_a = gr.Image(label="Scatter (click a dot)", interactive=False, format="png", height=420)
-        plot_a = gr.Plot(label="Scatter (hover for the class)")
-    with gr.Row():
-        picture_b = gr.Image(label="Second checkpoint (click a dot)", interactive=False, format="png", height=420,
-                             visible=False)
-        plot_b = gr.Plot(label="Second checkpoint", visible=False)
-    with gr.Row():
-        located = gr.Image(label="Where the point's pixel is (click to pick a pixel)", interactive=False, format="png",
-                           height=300)
-        with gr.Column():
-            point = gr.Number(label="Point", precision=0)
-            image_index = gr.Number(label="Image index", precision=0, value=0)
-            pixel_y = gr.Number(label="Pixel y", precision=0)
-            pixel_x = gr.Number(label="Pixel x", precision=0)
-    view_state = gr.State(None)
-    tab = EmbeddingsTab(controls=[layer, points, seed, source, count, colour_by, other],
-                        outputs=[info, picture_a, plot_a, picture_b, plot_b, located, point, image_index, pixel_y,
-                                 pixel_x, view_state], cache=LRU(6))
+def build_embeddings(lab: Lab) -> dict[str, Any]:
+    class_names = lab.default_classes()
+    with lab.page("Embeddings"):
+        try_this("press *Project embeddings*, switch the click mode to *box* and frame a cluster: its pixels light up "
+                 "on the image; untick a class to see what lies under it.")
+        gr.Markdown("Each dot is one pixel's embedding from a projection head (METHOD.md §2), flattened to 2-D: "
+                    "**PCA** appears at once, **UMAP** follows. Pixels are sampled so every class gets about as many "
+                    "dots. **Click a dot** to see its pixel; **click the image** below to find the pixel's dot. Stars "
+                    "are the loss's class anchors â.")
+        with gr.Row():
+            layer = gr.Radio(list(emb.LAYER_NAMES), value=emb.LAYER_NAMES[1], type="index",
+                             label="Layer (projection head)")
+            points = gr.Slider(emb.MIN_POINTS, emb.MAX_POINTS, value=1000, step=100,
+                               label="Points (class-balanced sample)", elem_id="embeddings-points")
+            seed = gr.Number(0, precision=0, label="Sample seed")
+        with gr.Row():
+            source = gr.Radio([THIS_IMAGE, SPLIT_IMAGES], value=THIS_IMAGE, label="Pixels from")
+            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images of the split", elem_id="embeddings-count")
+            colour_by = gr.Dropdown(list(emb.COLOUR_BY), value=emb.COLOUR_BY[0], label="Colour by")
+            other = gr.Dropdown([NO_MODEL, *cards.comparable(lab.store.cards, lab.default_model)], value=NO_MODEL,
+                                label="Second checkpoint, same pixels", info="only checkpoints with the same classes")
+        with gr.Row():
+            shown = gr.CheckboxGroup(class_names, value=class_names, label="Classes shown (by ground truth)")
+            mode = gr.Radio([PICK, BOX], value=PICK, label="A click on the scatter")
+        go_button = gr.Button("Project embeddings", variant="primary")
+        message = message_box()
+        info = gr.Markdown(elem_id="embeddings-info")
+        with gr.Row():
+            picture_a = gr.Image(show_label=False, interactive=False, format="png", height=500,
+                                 elem_id="embeddings-scatter")
+            picture_b = gr.Image(show_label=False, interactive=False, format="png", height=500, visible=False)
+        with gr.Row():
+            with gr.Column(scale=2):
+                gr.Markdown("**Where the point's pixel is** (click to pick a pixel)")
+                located = gr.Image(show_label=False, interactive=False, format="png", height=300)
+            with gr.Column(scale=1):
+                point = gr.Number(label="Point", precision=0)
+                image_index = gr.Number(label="Image index", precision=0, value=0)
+                pixel_y = gr.Number(label="Pixel y", precision=0)
+                pixel_x = gr.Number(label="Pixel x", precision=0)
+        view_state = gr.State(None)
+    outputs = [info, picture_a, picture_b, located, point, image_index, pixel_y, pixel_x, view_state]
+    cache = LRU(6)
 
-    @user_errors
     def project(model, sample, image, label, layer_index, n, seed_value, source_value, count_value, colour, second,
-                progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - how Gradio asks for a progress bar
+                classes_shown, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
         """Generator: the PCA view first, then the UMAP view (each cached per checkpoint, images, layer, seed)."""
         n = emb.check_sample_size(n)
         if layer_index is None or not 0 <= int(layer_index) < len(emb.LAYER_NAMES):
@@ -141,75 +145,59 @@ def build_embeddings(lab: Lab) -> EmbeddingsTab:
         if colour not in emb.COLOUR_BY:
             raise ValueError(f"colour by must be one of {', '.join(emb.COLOUR_BY)}; got {colour!r}")
         layer_index, seed_value = int(layer_index), int(seed_value or 0)
-        models = [model] + ([second] if second not in (None, "", NO_MODEL) else [])
+        ctx = lab.context(model, sample, image, label)
+        models = [ctx.loaded.name] + ([second] if second not in (None, "", NO_MODEL) else [])
+        loaded = [ctx.loaded] + [lab.store.get(m) for m in models[1:]]
+        for lm in loaded:
+            cards.check_comparable(ctx.loaded.name, ctx.classes, lm.name, lm.card.classes)
+            untrained = cards.untrained_head_message(lm.name, lm.card, layer_index, "embeddings")
+            if untrained:
+                raise ValueError(untrained)
         progress(0.0, desc="reading the images")
-        image_names, rgbs, labels, notices = _images(lab, model, sample, image, label, source_value, count_value)
+        names, rgbs, labels, notices = _images(lab, ctx, sample, source_value, count_value)
         key = (tuple(models), tuple(digest(r) for r in rgbs), tuple(digest(y) for y in labels), layer_index, n,
                seed_value)
 
         def make_samples() -> EmbeddingView:
-            loaded = [lab.store.get(m) for m in models]
-            classes = list(loaded[0].card.classes)
-            for extra in loaded[1:]:
-                if list(extra.card.classes) != classes:
-                    raise ValueError(f"{extra.name} predicts other classes than {loaded[0].name}; compare checkpoints "
-                                     "trained on the same classes")
-            samples: list[emb.PixelSample] = []
-            for j, lm in enumerate(loaded):
-                pixels = []
-                for r, y in zip(rgbs, labels):
-                    progress((len(pixels) + j * len(rgbs), len(rgbs) * len(loaded)), desc=f"forward pass ({lm.name})")
-                    with lm.lock:
-                        run = run_model(lm.model, r)
-                    pixels.append(emb.layer_pixels(run, layer_index, y))
-                if j == 0:
-                    samples.append(emb.sample_pixels(pixels, layer_index, n, seed_value, len(classes)))
-                else:
-                    samples.append(emb.same_pixels(samples[0], pixels))
-            view = EmbeddingView(image_names, rgbs, classes, loaded[0].card.palette, models, samples,
-                                 notices=list(notices))
-            if samples[0].available < n:
-                view.notices.append(f"Only {samples[0].available} labelled pixels exist on this layer's grid of these "
-                                    f"images, so all of them are shown instead of {n}.")
-            return view
+            samples = emb.sample_checkpoints(
+                lambda j, i: lab.store.run(models[j], rgbs[i])[1], len(models), labels, layer_index, n, seed_value,
+                len(ctx.classes), [cards.training_loss(lm.card) for lm in loaded],
+                progress=lambda d, t: progress((d, t), desc="forward passes"))
+            head = emb.sample_summary(samples[0], len(rgbs), emb.LAYER_NAMES[layer_index], n)
+            return EmbeddingView(names, rgbs, ctx.classes, ctx.palette, models, samples, notices=list(notices),
+                                 headline=head)
 
-        view: EmbeddingView = tab.cache.get_or_make(key, make_samples)
-        if colour in ("ground truth", "correct / wrong") and view.samples[0].balanced_by != "ground truth":
-            colour = "prediction"
-            view.notices = [*view.notices, "No ground truth for these pixels: coloured by prediction instead "
-                                           "(add a label map to see the truth)."]
-        pca_view = EmbeddingView(**{**vars(view), "projections": [tab.cache.get_or_make(
-            key + ("PCA", i), lambda s=s: emb.pca_project(s)) for i, s in enumerate(view.samples)]})
-        a = view.samples[0]
-        head = (f"{len(a)} pixels of {len(rgbs)} image(s) at {emb.LAYER_NAMES[layer_index]}, balanced by "
-                f"{a.balanced_by}")
+        view: EmbeddingView = cache.get_or_make(key, make_samples)
+        if _colour(view, colour) != colour:
+            view = replace(view, notices=[*view.notices, "No ground truth for these pixels: coloured by prediction "
+                                                         "instead (add a label map to see the truth)."])
+        pca = replace(view, projections=[cache.get_or_make(key + ("PCA", i), lambda s=s: emb.pca_project(s))
+                                         for i, s in enumerate(view.samples)])
         waiting = "" if emb.umap_is_warm() else " (UMAP's numba kernels are still compiling after start-up)"
-        yield tab.render(pca_view, colour, 0, f"**PCA** shown · {head} · UMAP is computing…{waiting}")
+        yield render(pca, _colour(view, colour), 0, f"**PCA** shown · UMAP is computing…{waiting}", classes_shown)
         umaps = []
         for i, s in enumerate(view.samples):
             progress(0.0, desc=f"UMAP of {len(s)} points ({view.models[i]})")
-            umaps.append(tab.cache.get_or_make(key + ("UMAP", i), lambda s=s: emb.umap_project(s, seed=seed_value,
-                                                                                                show_epochs=True)))
-        umap_view = EmbeddingView(**{**vars(view), "projections": umaps})
+            umaps.append(cache.get_or_make(key + ("UMAP", i), lambda s=s: emb.umap_project(s, seed=seed_value,
+                                                                                            show_epochs=True)))
         seconds = " + ".join(f"{p.seconds:.1f}" for p in umaps)
-        yield tab.render(umap_view, colour, 0, f"**UMAP** · {head} · {seconds} s")
+        yield render(replace(view, projections=umaps), _colour(view, colour), 0, f"**UMAP** · {seconds} s",
+                     classes_shown)
 
-    def _point_of(view: EmbeddingView | None) -> EmbeddingView:
+    def _current(view: EmbeddingView | None) -> EmbeddingView:
         if view is None:
             raise ValueError("project the embeddings first (button “Project embeddings”)")
         return view
 
-    @user_errors
-    def show_point(view, colour, point_value):
-        view = _point_of(view)
+    def show_point(view, colour, point_value, classes_shown):
+        view = _current(view)
         if point_value is None or not 0 <= int(point_value) < len(view.samples[0]):
             raise ValueError(f"point must be 0..{len(view.samples[0]) - 1}; got {point_value!r}")
-        return tab.render(view, colour if colour in emb.COLOUR_BY else emb.COLOUR_BY[1], int(point_value),
-                          f"Picked point {int(point_value)}.")
+        view = replace(view, selection=None, corner=None)
+        return render(view, _colour(view, colour), int(point_value), f"Picked point {int(point_value)}.", classes_shown)
 
-    @user_errors
-    def show_pixel(view, colour, image_value, y, x):
-        view = _point_of(view)
+    def show_pixel(view, colour, image_value, y, x, classes_shown):
+        view = _current(view)
         if image_value is None or not 0 <= int(image_value) < len(view.rgbs):
             raise ValueError(f"image index must be 0..{len(view.rgbs) - 1}; got {image_value!r}")
         if y is None or x is None:
@@ -217,47 +205,73 @@ def build_embeddings(lab: Lab) -> EmbeddingsTab:
         hit = emb.point_at_pixel(view.samples[0], int(image_value), float(y), float(x))
         note = ("" if hit.exact else f"The cell of pixel x={int(x)}, y={int(y)} was not sampled; showing the nearest "
                                      "sampled pixel of that image.")
-        return tab.render(view, colour if colour in emb.COLOUR_BY else emb.COLOUR_BY[1], hit.point,
-                          status(note, f"Pixel x={int(x)}, y={int(y)} of {view.names[int(image_value)]} → point "
-                                       f"{hit.point}."))
+        view = replace(view, selection=None, corner=None)
+        return render(view, _colour(view, colour), hit.point,
+                      status(note, f"Pixel x={int(x)}, y={int(y)} of {view.names[int(image_value)]} → point "
+                                   f"{hit.point}."), classes_shown)
 
-    @user_errors
-    def click_scatter(view, colour, evt: gr.SelectData):
-        view = _point_of(view)
-        u, v = evt.index  # image components report [x, y] in the picture's own pixels
-        colour = colour if colour in emb.COLOUR_BY else emb.COLOUR_BY[1]
-        _, canvas = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette)
+    def click_scatter(view, colour, click_mode, classes_shown, evt: gr.SelectData):
+        view = _current(view)
+        u, v = (float(t) for t in evt.index[:2])  # image components report [x, y] in the picture's own pixels
+        colour = _colour(view, colour)
+        ids = [view.classes.index(c) for c in (classes_shown or []) if c in view.classes]
+        _, canvas = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
+                                      classes=view.classes, shown=ids)
+        if click_mode == BOX:
+            if view.corner is None:
+                view = replace(view, corner=(u, v))
+                return [f"First corner at ({u:.0f}, {v:.0f}): click the opposite corner of the box.", *[gr.skip()] * 7,
+                        view]
+            picked = emb.points_in_box(canvas, view.corner, (u, v))
+            view = replace(view, corner=None, selection=picked)
+            if not len(picked):
+                raise ValueError("no dot lies in that box: draw it around some dots (two clicks)")
+            return render(view, colour, int(picked[0]), f"Box selection: {len(picked)} dots.", classes_shown)
         picked = emb.pick_point(canvas, u, v)
         if picked is None:
-            raise ValueError("no dot there: click closer to a dot")
-        return tab.render(view, colour, picked, f"Clicked the scatter at ({u}, {v}) → point {picked}.")
+            raise ValueError(f"no dot near ({u:.0f}, {v:.0f}): click closer to a dot (the last picture stays)")
+        view = replace(view, selection=None, corner=None)
+        return render(view, colour, picked, f"Clicked the scatter at ({u:.0f}, {v:.0f}) → point {picked}.",
+                      classes_shown)
 
-    @user_errors
-    def click_image(view, colour, image_value, evt: gr.SelectData):
-        view = _point_of(view)
+    def click_image(view, colour, image_value, classes_shown, evt: gr.SelectData):
+        view = _current(view)
         if image_value is None or not 0 <= int(image_value) < len(view.rgbs):
             raise ValueError(f"image index must be 0..{len(view.rgbs) - 1}; got {image_value!r}")
         x, y = to_source(evt.index, view.rgbs[int(image_value)].shape)  # the click is in the enlarged picture
-        return show_pixel(view, colour, image_value, y, x)
+        return show_pixel(view, colour, image_value, y, x, classes_shown)
+
+    def redraw(view, colour, point_value, classes_shown):
+        view = _current(view)
+        return render(view, _colour(view, colour), point_value, "", classes_shown)
 
     def mark_stale(view, source_value, model):
         """The picked image or model changed: a projection of this image, or of another model, no longer shows
         what the page shows. Clear it (a new UMAP takes seconds, so it waits for the button)."""
         if view is None or (source_value == SPLIT_IMAGES and view.models[0] == model):
-            return [gr.skip()] * len(tab.outputs)
+            return [gr.skip()] * len(outputs)
         return ["The image or model changed since this projection: press **Project embeddings** to draw it again.",
-                None, None, gr.Image(None, visible=False), gr.Plot(None, visible=False), None, None, 0, None, None,
-                None]
+                None, gr.Image(None, visible=False), None, None, 0, None, None, None]
 
-    tab.mark_stale = dict(fn=mark_stale, inputs=[view_state, source, lab.components["model"]], outputs=tab.outputs,
-                          concurrency_limit=4)
-    heavy = dict(outputs=tab.outputs, **lab.model_event())
-    project_inputs = lab.inputs + tab.controls
-    go_button.click(project, inputs=project_inputs, api_name="embeddings", **heavy)
-    point.submit(show_point, [view_state, colour_by, point], api_name="embeddings_point", **heavy)
-    gr.on([pixel_y.submit, pixel_x.submit], show_pixel, [view_state, colour_by, image_index, pixel_y, pixel_x],
-          api_name="embeddings_pixel", **heavy)
-    picture_a.select(click_scatter, [view_state, colour_by], api_name="embeddings_click_scatter", **heavy)
-    located.select(click_image, [view_state, colour_by, image_index], api_name="embeddings_click_image", **heavy)
-    colour_by.input(show_point, [view_state, colour_by, point], api_name="embeddings_colour", **heavy)
-    return tab
+    def model_menus(model_name: str | None):
+        card = lab.store.cards.get(model_name)
+        names = list(card.classes) if card else []
+        return (gr.Dropdown(choices=[NO_MODEL, *cards.comparable(lab.store.cards, model_name)], value=NO_MODEL),
+                gr.CheckboxGroup(choices=names, value=names))
+
+    lab.on_new_input(mark_stale, [view_state, source, lab.components["model"]], outputs)
+    lab.on_model_change(model_menus, [other, shown])
+    lab.on(go_button.click, project, [*lab.inputs, layer, points, seed, source, count, colour_by, other, shown],
+           outputs, message, api_name="embeddings")
+    lab.on(point.submit, show_point, [view_state, colour_by, point, shown], outputs, message,
+           api_name="embeddings_point")
+    lab.on([pixel_y.submit, pixel_x.submit], show_pixel, [view_state, colour_by, image_index, pixel_y, pixel_x, shown],
+           outputs, message, api_name="embeddings_pixel")
+    lab.on(picture_a.select, click_scatter, [view_state, colour_by, mode, shown], outputs, message,
+           api_name="embeddings_click_scatter")
+    lab.on(located.select, click_image, [view_state, colour_by, image_index, shown], outputs, message,
+           api_name="embeddings_click_image")
+    lab.on([colour_by.input, shown.input], redraw, [view_state, colour_by, point, shown], outputs, message,
+           api_name="embeddings_colour", trigger_mode="always_last")
+    return dict(outputs=outputs, message=message, cache=cache, fns=dict(project=project, click_scatter=click_scatter,
+                                                                         click_image=click_image))

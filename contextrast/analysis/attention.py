@@ -12,7 +12,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from contextrast.analysis.colormaps import blend, heat_rgb, resize_to
+from contextrast.analysis.colormaps import Scale, blend, resize_to, scale_of
 from contextrast.analysis.forward import ModelRun
 from contextrast.models.crm import CRMIntermediates
 
@@ -52,13 +52,15 @@ def spatial_row(crm: CRMIntermediates, image_size: tuple[int, int], y: float, x:
     return row.reshape(h4, w4)
 
 
-def spatial_overlay(rgb: np.ndarray, row: np.ndarray, y: float, x: float, opacity: float = 0.65) -> np.ndarray:
-    """Attention row (h4, w4) upsampled bilinearly to the image, coloured (inferno, scaled to its own
+def spatial_overlay(rgb: np.ndarray, row: np.ndarray, y: float, x: float, opacity: float = 0.65,
+                    scale: Scale | None = None) -> np.ndarray:
+    """Attention row (h4, w4) upsampled bilinearly to the image, coloured on `scale` (default: 0 to the row's
     max), blended over the image in proportion to the attention, with a cross at (y, x)."""
     H, W = rgb.shape[:2]
     up = resize_to(row.astype(np.float32), (H, W))
-    heat = heat_rgb(up, 0.0, max(float(up.max()), 1e-12), "inferno")
-    alpha = opacity * np.sqrt(np.clip(up / max(float(up.max()), 1e-12), 0.0, 1.0))  # sqrt: keep weak mass visible
+    scale = scale or attention_scale(row)
+    heat = scale.rgb(up)
+    alpha = opacity * np.sqrt(np.clip((up - scale.lo) / (scale.hi - scale.lo), 0.0, 1.0))  # sqrt: keep weak mass visible
     out = blend(rgb, heat, 0.25 + 0.75 * alpha)
     arm = max(6, min(H, W) // 30)
     cx, cy = int(round(x)), int(round(y))
@@ -106,29 +108,71 @@ def channel_figure(channel_attn: Tensor | np.ndarray, contributions: np.ndarray,
     a = a[np.ix_(order, order)]
     shares = contributions[order]
     labels = [f"ch {i} · {stage_names[dominant[i]]}" for i in order]
+    positions = list(range(c))
+    blocks = np.flatnonzero(np.r_[True, np.diff(dominant[order]) != 0, True])
+    centres = [(blocks[k] + blocks[k + 1] - 1) / 2 for k in range(len(blocks) - 1)]
+    block_names = [f"{stage_names[dominant[order][blocks[k]]]} ({blocks[k + 1] - blocks[k]} ch)"
+                   for k in range(len(blocks) - 1)]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.18, 0.82], shared_yaxes=True, horizontal_spacing=0.02,
                         subplot_titles=("stage share", "channel attention A_c"))  # short: the left panel is narrow
-    fig.add_trace(go.Heatmap(z=shares, x=list(stage_names), y=labels, colorscale="Blues", zmin=0, zmax=1,
-                             showscale=False, hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Heatmap(z=a, x=labels, y=labels, colorscale="Viridis", colorbar=dict(title="A_c"),
-                             hovertemplate="row %{y}<br>col %{x}<br>%{z:.3g}<extra></extra>"), 1, 2)
-    bounds = np.flatnonzero(np.diff(dominant[order])) + 0.5
-    for b in bounds:
+    short = [str(n).split()[0] for n in stage_names]  # "F1 (1/4)" → "F1": the strip is narrow
+    fig.add_trace(go.Heatmap(z=shares, x=short, y=positions,
+                             text=[[f"{lb}<br>{n}" for n in stage_names] for lb in labels],
+                             colorscale="Blues", zmin=0, zmax=1,  # its scale: a bar under the strip
+                             colorbar=dict(title=dict(text="share", side="top"), orientation="h", x=0.0,
+                                           xanchor="left", y=-0.09, yanchor="top", len=0.17, thickness=8,
+                                           tickvals=[0, 0.5, 1]),
+                             hovertemplate="%{text}: %{z:.2f}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Heatmap(z=a, x=positions, y=positions, colorscale="Viridis", colorbar=dict(title="A_c"),
+                             customdata=np.array([[(r, k) for k in labels] for r in labels], dtype=object),
+                             hovertemplate="row %{customdata[0]}<br>col %{customdata[1]}<br>%{z:.3g}<extra></extra>"),
+                  1, 2)
+    for b in blocks[1:-1] - 0.5:
         fig.add_hline(y=b, line=dict(color="white", width=1), row=1, col=2)
         fig.add_vline(x=b, line=dict(color="white", width=1), row=1, col=2)
         fig.add_hline(y=b, line=dict(color="black", width=1), row=1, col=1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False, row=1, col=2)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=centres, ticktext=block_names, row=1, col=1)
+    fig.update_yaxes(title_text="channel being rebuilt (grouped by feeding stage)", row=1, col=1)
+    fig.update_xaxes(tickmode="array", tickvals=centres, ticktext=block_names, row=1, col=2,
+                     title_text="channel it draws from")
     fig.update_annotations(font_size=13)
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_xaxes(tickangle=0, row=1, col=1)
+    fig.update_layout(height=600, margin=dict(l=10, r=10, t=40, b=90))
     return fig
 
 
-def render_spatial(run: ModelRun, y: float, x: float) -> tuple[np.ndarray, np.ndarray]:
-    """(overlay (H, W, 3) uint8, attention row (h4, w4)) for image pixel (y, x) of `run`."""
+ATTENTION_LABEL = "A_s"
+
+
+def attention_scale(row: np.ndarray) -> Scale:
+    """The scale of a spatial-attention row: 0 to its largest weight (a softmax row sums to 1)."""
+    return scale_of(row, "inferno", ATTENTION_LABEL)
+
+
+def render_spatial(run: ModelRun, y: float, x: float, scale: Scale | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, Scale]:
+    """(overlay (H, W, 3) uint8, attention row (h4, w4), its colour scale) for image pixel (y, x) of `run`;
+    `scale` replaces the row's own (to keep one scale across queries, images and models)."""
     crm = _crm(run)
     row = spatial_row(crm, run.rgb.shape[:2], y, x)
-    return spatial_overlay(run.rgb, row, y, x), row
+    scale = scale or attention_scale(row)
+    return spatial_overlay(run.rgb, row, y, x, scale=scale), row, scale
+
+
+QUERY_INDEPENDENT = 0.05  # mean total-variation distance between rows below which every query attends alike
+
+
+def query_dependence_note(run: ModelRun) -> str:
+    """A sentence when the spatial attention barely depends on the query pixel (`crm_statistics`'s
+    `spatial_query_dependence`, 0 = every query pixel's row is the same), else ""."""
+    from contextrast.analysis.diagnose import crm_statistics
+
+    stats = crm_statistics(run.output)
+    if stats is None or stats["spatial_query_dependence"] >= QUERY_INDEPENDENT:
+        return ""
+    return (f"The spatial attention is (nearly) the same for every query pixel on this image (rows differ by "
+            f"{stats['spatial_query_dependence']:.3f} in total variation on average, of at most 1): clicking "
+            "elsewhere moves the cross but barely changes the picture. The CRM adds the same context everywhere.")
 
 
 def render_channels(run: ModelRun, model: torch.nn.Module) -> go.Figure:

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from contextrast.analysis.colormaps import blend, heat_rgb, resize_to
+from contextrast.analysis.colormaps import Scale, blend, resize_to
 from contextrast.analysis.forward import ModelRun
 from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.record import BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE, ROLE_NAMES, LayerRecord, LossRecord
@@ -26,8 +26,8 @@ ROLE_STYLE = {  # role → (marker colour, symbol); drawn in this order so posit
 CAPTIONS = {
     "error": "Error region of the class at this layer (red): pixels the model predicts as this class whose "
              "ground truth is another class, on the layer's own grid.",
-    "distance": "Distance of each error pixel to the edge of its error region (bright = deep inside); "
-                "BANE keeps the error pixels in the lowest K_s % of these distances, i.e. those nearest the boundary.",
+    "distance": "Distance of each error pixel to the edge of its error region, in pixels of the layer's grid "
+                "(colour bar; bright = deep inside); BANE keeps the K_s % of error pixels nearest the edge.",
     "samples": "The pixels the loss sampled for this class's anchor: red × = BANE (hard) negatives, "
                "blue ◆ = random negatives, green ● = positives (at most K and P per anchor).",
     "loss": "The pixel-to-anchor loss L_i(n) of each class at each layer, before the layer weights λ_i.",
@@ -35,12 +35,14 @@ CAPTIONS = {
 
 
 def run_loss(run: ModelRun, target: np.ndarray, num_classes: int, bane_percent: float = 50.0,
-             seed: int = 0, **loss_options: object) -> LossRecord:
-    """Run the Contextrast loss (CE + CCL with BANE, no warm-up) on `run`'s own output against
+             seed: int = 0, config: LossConfig | None = None, **loss_options: object) -> LossRecord:
+    """Run the Contextrast loss (CE + CCL with BANE, from the first iteration) on `run`'s own output against
     `target` (H, W) int labels (255 = ignore) and return its `LossRecord`.
 
-    `bane_percent` is K_s; the random parts of the sampling use a fixed `seed`, so the same image
-    and K_s give the same picture. Extra `loss_options` are `LossConfig` fields.
+    `config`: the settings the model was trained with (`contextrast.analysis.cards.training_loss`: τ, w_h,
+    BANE's rule and distance stride, K and P, …; defaults when None). `bane_percent` is K_s; the random parts
+    of the sampling use a fixed `seed`, so the same image and K_s give the same picture. Extra `loss_options`
+    are `LossConfig` fields that replace the config's.
     """
     from contextrast.losses import build_loss
 
@@ -48,7 +50,9 @@ def run_loss(run: ModelRun, target: np.ndarray, num_classes: int, bane_percent: 
         raise ValueError(f"labels {target.shape} and image {run.rgb.shape[:2]} differ in size")
     if run.output.embeddings is None:
         raise ValueError("the model run has no embeddings; run it with contextrast.analysis.forward.run_model")
-    config = LossConfig(name="contextrast", bane_percent=float(bane_percent), contrast_start=0.0, **loss_options)
+    base = vars(config) if config is not None else {}
+    config = LossConfig(**{**base, "name": "contextrast", "bane_percent": float(bane_percent),
+                           "contrast_start": 0.0, **loss_options})
     loss_fn = build_loss(config, num_classes)
     y = torch.as_tensor(np.asarray(target, np.int64)).unsqueeze(0)
     generator = torch.Generator().manual_seed(int(seed))
@@ -148,12 +152,14 @@ def class_loss_figure(record: LossRecord, classes: Sequence[str]) -> go.Figure:
 @dataclass
 class BaneViews:
     """error, distance: (H, W, 3) uint8 over the image; samples, losses: plotly figures;
-    counts: role name → number drawn; terms: the loss's scalar terms."""
+    counts: role name → number drawn; terms: the loss's scalar terms; distance_scale: the distance map's colour
+    scale (None when the record holds no distances)."""
 
     layer: int
     cls: int
     error: np.ndarray
     distance: np.ndarray
+    distance_scale: Scale | None
     samples: go.Figure
     losses: go.Figure
     counts: dict[str, int]
@@ -161,25 +167,35 @@ class BaneViews:
     captions: dict[str, str] = field(default_factory=lambda: dict(CAPTIONS))
 
 
-def render(record: LossRecord, rgb: np.ndarray, layer: int, cls: int, classes: Sequence[str]) -> BaneViews:
-    """All BANE pictures of `layer` (0..3) and class `cls` for the one image of `record`."""
+def distance_scale(dist: np.ndarray, layer: int) -> Scale:
+    """0 to the largest distance of the map (at least 1 grid pixel), in pixels of the layer's grid."""
+    finite = dist[np.isfinite(dist)]
+    top = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    return Scale(0.0, top, "inferno", f"E{layer + 1} grid px")
+
+
+def render(record: LossRecord, rgb: np.ndarray, layer: int, cls: int, classes: Sequence[str],
+           scale: Scale | None = None) -> BaneViews:
+    """All BANE pictures of `layer` (0..3) and class `cls` for the one image of `record`; `scale` replaces the
+    distance map's own (to keep one scale across images, layers and models)."""
     if not 0 <= cls < len(classes):
         raise ValueError(f"class must be 0..{len(classes) - 1}; got {cls}")
     rec = layer_record(record, layer)
     size = rgb.shape[:2]
     region = error_region(rec, cls)
     error = blend(rgb, np.full_like(rgb, (239, 68, 68)), resize_to(region.astype(np.float32), size, nearest=True) * 0.7)
+    used = None
     if rec.error_distance is not None:
         dist = error_distance(rec, cls)
-        top = float(np.nanmax(dist)) if region.any() else 1.0
-        heat = resize_to(heat_rgb(np.nan_to_num(dist, nan=0.0), 0.0, max(top, 1.0), "inferno"), size, nearest=True)
+        used = scale or distance_scale(dist, layer)
+        heat = resize_to(used.rgb(np.nan_to_num(dist, nan=0.0)), size, nearest=True)
         distance = blend((rgb * 0.35).astype(np.uint8), heat, resize_to(region.astype(np.float32), size, nearest=True))
     else:
         distance = (rgb * 0.35).astype(np.uint8)
     drawn = samples_of(rec, cls)
     title = f"{classes[cls]} at {LAYER_NAMES[layer]}"
     return BaneViews(
-        layer=layer, cls=cls, error=error, distance=distance,
+        layer=layer, cls=cls, error=error, distance=distance, distance_scale=used,
         samples=samples_figure(rgb, rec, drawn, title), losses=class_loss_figure(record, classes),
         counts={ROLE_NAMES[r]: drawn.count(r) for r in ROLE_STYLE}, terms=dict(record.terms),
     )

@@ -1,6 +1,9 @@
-"""Scalar maps → colour pictures, and alpha blending; the shared drawing vocabulary of the views."""
+"""Scalar maps → colour pictures with their colour bars, and alpha blending; the shared drawing vocabulary of the
+views."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -44,3 +47,72 @@ def blend(base: np.ndarray, top: np.ndarray, alpha: float | np.ndarray) -> np.nd
         a = a[..., None]
     out = base.astype(np.float32) * (1.0 - a) + top.astype(np.float32) * a
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The colour scale of one scalar map: values in [lo, hi] run through `colormap`; `label` names the quantity
+    and its unit in a few ASCII characters (it is drawn on the bar); `clipped` says that `hi` was set below the map's maximum (a robust scale) and larger values are
+    drawn at the top colour."""
+
+    lo: float
+    hi: float
+    colormap: str
+    label: str
+    clipped: bool = False
+
+    def rgb(self, values: np.ndarray) -> np.ndarray:
+        """(h, w) → (h, w, 3) uint8 on this scale."""
+        return heat_rgb(values, self.lo, self.hi, self.colormap)
+
+
+def scale_of(values: np.ndarray, colormap: str, label: str, lo: float = 0.0, hi: float | None = None,
+             robust_percentile: float | None = None) -> Scale:
+    """A scale from `lo` to `hi` (default: the finite maximum, or its `robust_percentile` when given, so that a
+    few extreme pixels, such as a ring at the border, do not wash out the rest)."""
+    v = np.asarray(values, np.float64)
+    finite = v[np.isfinite(v)]
+    top = float(finite.max()) if finite.size else lo + 1.0
+    clipped = False
+    if hi is None:
+        hi = top
+        if robust_percentile is not None and finite.size:
+            robust = float(np.percentile(finite, robust_percentile))
+            if robust > lo and robust < top:
+                hi, clipped = robust, True
+    return Scale(float(lo), float(max(hi, lo + 1e-6)), colormap, label, clipped)
+
+
+def _ticks(scale: Scale, count: int = 5) -> list[float]:
+    return [scale.lo + (scale.hi - scale.lo) * i / (count - 1) for i in range(count)]
+
+
+def _tick_text(value: float, span: float) -> str:
+    if span >= 20:
+        return f"{value:.0f}"
+    if span >= 2:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if span >= 0.2 else f"{value:.3g}"
+
+
+def with_colour_bar(picture: np.ndarray, scale: Scale, width: int = 92) -> np.ndarray:
+    """`picture` (H, W, 3) uint8 with a vertical colour bar of `scale` on its right: ticks with their values and
+    the quantity's label. Drawn on the picture as shown (after any enlarging), so the text stays legible."""
+    h = picture.shape[0]
+    panel = np.full((h, width, 3), 255, np.uint8)
+    top, bottom = 22, max(h - 10, 32)
+    bar_x0, bar_x1 = 6, 22
+    ramp = np.linspace(1.0, 0.0, bottom - top, dtype=np.float32)[:, None].repeat(bar_x1 - bar_x0, 1)
+    panel[top:bottom, bar_x0:bar_x1] = heat_rgb(ramp, 0.0, 1.0, scale.colormap)
+    cv2.rectangle(panel, (bar_x0, top), (bar_x1 - 1, bottom - 1), (80, 80, 80), 1)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.36 if h >= 200 else 0.3
+    span = scale.hi - scale.lo
+    for i, value in enumerate(_ticks(scale)):
+        y = int(round(bottom - 1 - (bottom - 1 - top) * i / 4))
+        cv2.line(panel, (bar_x1, y), (bar_x1 + 4, y), (60, 60, 60), 1)
+        text = _tick_text(value, span) + ("+" if scale.clipped and i == 4 else "")
+        cv2.putText(panel, text, (bar_x1 + 6, min(max(y + 4, 10), h - 2)), font, size, (30, 30, 30), 1, cv2.LINE_AA)
+    text = scale.label.encode("ascii", "replace").decode()  # OpenCV's fonts draw ASCII only
+    label = text if len(text) <= 16 else text[:15] + "."
+    cv2.putText(panel, label, (2, 14), font, size, (30, 30, 30), 1, cv2.LINE_AA)
+    return np.concatenate([picture, panel], axis=1)

@@ -121,14 +121,44 @@ def iou_figure(metrics: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def per_class_table(metrics: dict[str, Any]) -> list[list[Any]]:
-    """Rows [class, IoU %, Acc %, boundary IoU %] (None where undefined) from an `evaluate` result."""
+TABLE_HEADERS = ["class", "IoU %", "Acc %", "boundary IoU %"]
+
+
+def table_headers(name_b: str | None = None) -> list[str]:
+    return TABLE_HEADERS + ([f"IoU % of {name_b}", f"Δ IoU ({name_b} − A)"] if name_b else [])
+
+
+def per_class_table(metrics: dict[str, Any], other: dict[str, Any] | None = None) -> list[list[Any]]:
+    """Rows [class, IoU %, Acc %, boundary IoU %] (None where undefined) from an `evaluate` result; with the
+    `other` checkpoint's result on the same split, also its IoU % and the difference (other − this)."""
     def pct(v: float | None) -> float | None:
         return None if v is None else round(100 * v, 2)
 
     b = metrics.get("per_class_boundary_iou") or {}
-    return [[c, pct(metrics["per_class_iou"][c]), pct(metrics["per_class_acc"][c]), pct(b.get(c))]
-            for c in metrics["per_class_iou"]]
+    rows = []
+    for c in metrics["per_class_iou"]:
+        row = [c, pct(metrics["per_class_iou"][c]), pct(metrics["per_class_acc"][c]), pct(b.get(c))]
+        if other is not None:
+            mine, theirs = metrics["per_class_iou"][c], other["per_class_iou"].get(c)
+            row += [pct(theirs), None if mine is None or theirs is None else round(100 * (theirs - mine), 2)]
+        rows.append(row)
+    return rows
+
+
+def iou_comparison_figure(metrics_a: dict[str, Any], metrics_b: dict[str, Any], name_a: str = "A",
+                          name_b: str = "B") -> go.Figure:
+    """Per-class IoU (%) of two checkpoints on the same split, side by side, with the mIoU of each."""
+    classes = list(metrics_a["per_class_iou"])
+
+    def values(m: dict[str, Any]) -> list[float | None]:
+        return [None if m["per_class_iou"].get(c) is None else 100 * m["per_class_iou"][c] for c in classes]
+
+    fig = go.Figure([go.Bar(x=classes, y=values(metrics_a), name=f"{name_a} (mIoU {100 * metrics_a['miou']:.1f})"),
+                     go.Bar(x=classes, y=values(metrics_b), name=f"{name_b} (mIoU {100 * metrics_b['miou']:.1f})")])
+    fig.update_layout(barmode="group", title=f"Per-class IoU (%): {name_b} − {name_a} = "
+                                             f"{100 * (metrics_b['miou'] - metrics_a['miou']):+.1f} mIoU points",
+                      yaxis=dict(range=[0, 100], title="%"), height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
 
 
 # ------------------------------------------------------------------------------------------ two models

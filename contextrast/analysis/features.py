@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contextrast.analysis.forward import ModelRun, one_image
-from contextrast.models.srm import warp
 
 
 def pca_basis(*features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -53,14 +52,13 @@ def pca_rgb(feature: Tensor, basis: tuple[Tensor, Tensor, Tensor, Tensor] | None
 
 
 def srm_warp_features(run: ModelRun, step: int) -> tuple[Tensor, Tensor]:
-    """The upsampled coarse feature G↑ (1, C, h, w) before warping and Ĝ = warp(G↑, Δ) after it,
-    for SRM step 0..2, recomputed from the inputs that step received in `run`."""
-    if not 0 <= step < len(run.decoder_inputs):
-        raise ValueError(f"SRM step must be 0..{len(run.decoder_inputs) - 1}; got {step}")
+    """The upsampled coarse feature G↑ (1, C, h, w) before warping and Ĝ = warp(G↑, Δ) after it, for SRM step
+    0..2, as the step itself recorded them in `run`'s eval-mode forward (`SRMIntermediates.upsampled/warped`)."""
+    if not 0 <= step < len(run.output.srm):
+        raise ValueError(f"SRM step must be 0..{len(run.output.srm) - 1}; got {step}")
     inter = run.output.srm[step]
     if inter is None:
         raise ValueError("this model has no SRM (align=bilinear): there are no offsets to warp with")
-    coarse, fine = run.decoder_inputs[step]
-    with torch.inference_mode():
-        up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return up, warp(up, inter.offset)
+    if inter.upsampled is None or inter.warped is None:
+        raise ValueError("the forward pass kept no warped features: run the model in eval mode with intermediates")
+    return inter.upsampled, inter.warped

@@ -7,14 +7,15 @@ All four views of the lab read one `ModelRun`, so an image costs a single forwar
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from contextrast.data.transforms import normalize
 from contextrast.models import SCRNet, SCRNetOutput
+from contextrast.models.intervention import Intervention
 
 
 def to_input(rgb: np.ndarray) -> Tensor:
@@ -40,14 +41,13 @@ class ModelRun:
     """The forward pass of one image.
 
     rgb (H, W, 3) uint8; x (1, 3, H, W) the model input; output: `SCRNetOutput` with logits,
-    embeddings [E1..E4], srm (3 steps) and crm; decoder_inputs[i] = (coarse G, fine F) that SRM
-    step i received (for the before/after-warping pictures); seconds: forward wall time.
+    embeddings [E1..E4], srm (3 steps, with the features before and after warping) and crm;
+    seconds: forward wall time.
     """
 
     rgb: np.ndarray
     x: Tensor
     output: SCRNetOutput
-    decoder_inputs: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -55,28 +55,18 @@ class ModelRun:
         return self.output.logits
 
 
-def run_model(model: SCRNet, rgb: np.ndarray) -> ModelRun:
-    """Eval-mode forward with embeddings and intermediates; hooks record each decoder step's inputs.
-
-    The hooks are attached only for this call, so callers sharing a model across threads must
-    serialise calls (the app's model store holds a lock per model).
-    """
+def run_model(model: SCRNet, rgb: np.ndarray, intervention: Intervention | None = None) -> ModelRun:
+    """Eval-mode forward with embeddings and intermediates, optionally with parts switched off
+    (`contextrast.models.INTERVENTIONS`). The model's train/eval mode is restored afterwards, so callers sharing
+    a model across threads serialise calls (the app's model store holds a lock per model)."""
     x = to_input(rgb)
-    inputs: list[tuple[Tensor, Tensor]] = []
-
-    def keep_inputs(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
-        inputs.append((args[0].detach(), args[1].detach()))
-
-    handles = [step.register_forward_pre_hook(keep_inputs) for step in model.decoder]
     was_training = model.training
     model.eval()
     try:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model(x, return_intermediates=True, return_embeddings=True)
+            out = model(x, return_intermediates=True, return_embeddings=True, intervention=intervention)
         seconds = time.perf_counter() - start
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return ModelRun(rgb=rgb, x=x, output=out, decoder_inputs=inputs, seconds=seconds)
+    return ModelRun(rgb=rgb, x=x, output=out, seconds=seconds)

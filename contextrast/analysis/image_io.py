@@ -145,8 +145,10 @@ def decode_image(source: bytes | str | Path | np.ndarray, max_side: int = 2048) 
     return DecodedImage(rgb=rgb, original_size=(h, w), notices=notices)
 
 
-def validate_label_map(labels: np.ndarray, size: tuple[int, int], num_classes: int) -> np.ndarray:
-    """Check an (H, W) label map: its size must be `size` and every value in 0..K−1 or 255 (ignore).
+def validate_label_map(labels: np.ndarray, size: tuple[int, int], num_classes: int,
+                       void: Sequence[int] = ()) -> np.ndarray:
+    """Check an (H, W) label map: its size must be `size` and every value in 0..K−1, 255 (ignore) or one of the
+    label set's `void` values (read as 255, as the dataset's loader reads them).
 
     Returns it as int64; raises ValueError saying what is wrong and what is allowed.
     """
@@ -159,12 +161,16 @@ def validate_label_map(labels: np.ndarray, size: tuple[int, int], num_classes: i
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"a label map must hold integer class ids; got dtype {labels.dtype}")
     values = np.unique(labels)
-    bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE_INDEX)]
+    bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE_INDEX) & ~np.isin(values, list(void))]
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (" …" if bad.size > 8 else "")
+        voids = "".join(f", {v}" for v in void)
         raise ValueError(f"the label map has values {shown} outside the allowed 0..{num_classes - 1} "
-                         f"(classes) and {IGNORE_INDEX} (ignore)")
-    return labels.astype(np.int64)
+                         f"(classes) and {IGNORE_INDEX}{voids} (ignore)")
+    labels = labels.astype(np.int64)
+    if len(void):
+        labels[np.isin(labels, list(void))] = IGNORE_INDEX
+    return labels
 
 
 def _colours_to_labels(rgb: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -181,9 +187,10 @@ def _colours_to_labels(rgb: np.ndarray, palette: Sequence[Sequence[int]]) -> np.
 
 
 def decode_label_map(source: bytes | str | Path | np.ndarray, image: DecodedImage, num_classes: int,
-                     palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+                     palette: Sequence[Sequence[int]] | None = None, void: Sequence[int] = ()) -> np.ndarray:
     """Decode a label map for `image`: a single-channel PNG of class ids (8 or 16 bit, or a palette
     PNG whose indices are the ids), or an RGB picture in the label set's `palette` (black = ignore).
+    The label set's `void` values (e.g. CamVid's 11) are read as ignore (255).
 
     Its size must equal the image's original size; when the image was shrunk, the labels are
     resized with nearest neighbour to match. Returns (H, W) int64 on the analysed image's grid.
@@ -201,7 +208,7 @@ def decode_label_map(source: bytes | str | Path | np.ndarray, image: DecodedImag
             raise ValueError("the label map is a colour image; upload a single-channel PNG of class ids")
         else:
             arr = _colours_to_labels(colour.astype(np.uint8), palette)
-    labels = validate_label_map(arr, image.original_size, num_classes)
+    labels = validate_label_map(arr, image.original_size, num_classes, void)
     if image.resized:
         labels = cv2.resize(labels.astype(np.uint8), image.rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
     return labels.astype(np.int64)

@@ -9,7 +9,7 @@ real code: anchors and the contextual update from `contextrast.losses.anchors`, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -21,8 +21,8 @@ from contextrast.analysis.forward import ModelRun
 from contextrast.analysis.predict import colorize
 from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.anchors import class_means, contextual_update
-from contextrast.losses.bane import bane_negatives
-from contextrast.losses.grid import nearest_resize, prediction_at
+from contextrast.losses.bane import bane_on_grid, fine_error_distance
+from contextrast.losses.grid import nearest_resize
 
 DEFAULTS = dict(tau=LossConfig.tau, bane_percent=LossConfig.bane_percent, w_h=LossConfig.w_h)
 TAU_SWEEP = (0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -115,32 +115,41 @@ def update_step(run: ModelRun, labels: np.ndarray, layer: int, w_h: float, class
     shallow, counts = class_means(emb, y, k)
     deep, deep_counts = class_means(deep_emb, deep_y, k)
     updated = contextual_update(shallow, counts > 0, deep, deep_counts > 0, float(w_h))
-    both = np.flatnonzero(((counts > 0) & (deep_counts > 0)).numpy())
-    if both.size == 0:
-        raise ValueError("no class is present at both this layer and the deepest one; pick another picture")
+    present = np.flatnonzero((counts > 0).numpy())  # every anchor of this layer (step 1's stars)
+    if present.size == 0:
+        raise ValueError("no class is present at this layer; pick another picture")
+    has_deep = (deep_counts > 0).numpy()[present]
     unit = torch.nn.functional.normalize
-    s, dp, u = unit(shallow[both], dim=1).numpy(), unit(deep[both], dim=1).numpy(), updated[both].numpy()
+    s, u = unit(shallow[present], dim=1).numpy(), updated[present].numpy()
+    dp = unit(deep[present], dim=1).numpy()[has_deep]
     mean, axes = _plane(np.concatenate([s, dp, u]))
     s2, d2, u2 = (s - mean) @ axes, (dp - mean) @ axes, (u - mean) @ axes
     fig = go.Figure()
-    names = [classes[c] for c in both.tolist()]
-    colours = [_hex(palette[c]) for c in both.tolist()]
-    for arr, label, symbol in ((s2, f"a at {LAYER_NAMES[layer]}", "circle"), (d2, "a at the deepest layer", "square"),
-                               (u2, "updated â", "star")):
-        fig.add_trace(go.Scatter(x=arr[:, 0], y=arr[:, 1], mode="markers", name=label, text=names,
-                                 marker=dict(symbol=symbol, size=14 if symbol == "star" else 10, color=colours,
+    names = [classes[c] for c in present.tolist()]
+    colours = [_hex(palette[c]) for c in present.tolist()]
+    for arr, label, symbol, keep in ((s2, f"a at {LAYER_NAMES[layer]}", "circle", np.ones(len(present), bool)),
+                                     (d2, "a at the deepest layer", "square", has_deep),
+                                     (u2, "updated â", "star", np.ones(len(present), bool))):
+        fig.add_trace(go.Scatter(x=arr[:, 0], y=arr[:, 1], mode="markers+text" if symbol == "star" else "markers",
+                                 name=label, text=[n for n, k in zip(names, keep) if k], textposition="top center",
+                                 marker=dict(symbol=symbol, size=14 if symbol == "star" else 10,
+                                             color=[c for c, k in zip(colours, keep) if k],
                                              line=dict(width=1.5, color="black")),
                                  hovertemplate="%{text}<extra>" + label + "</extra>"))
     for a, b in zip(s2, u2):
         fig.add_annotation(x=b[0], y=b[1], ax=a[0], ay=a[1], xref="x", yref="y", axref="x", ayref="y",
                            showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor="#444")
-    fig.update_layout(title=f"contextual update with w_h = {w_h:g}", height=420, margin=dict(l=10, r=10, t=40, b=10))
-    cos_before = (s * dp).sum(1)
-    cos_after = (u * dp).sum(1)
+    fig.update_layout(title=f"contextual update with w_h = {w_h:g}", height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="PC 1 of the anchors", yaxis_title="PC 2 of the anchors")
+    cos_before = (s[has_deep] * dp).sum(1)
+    cos_after = (u[has_deep] * dp).sum(1)
+    missing = [n for n, k in zip(names, has_deep) if not k]
     text = (f"Shallow layers see edges and textures, the deepest layer sees whole objects. So each shallow anchor "
             f"is moved towards the deepest layer's anchor of the same class: â = (1 − w_h)·a + w_h·a_deep, then "
             f"rescaled to length 1 (arrows: circle → star). With w_h = {w_h:g} the anchors' mean cosine similarity "
-            f"to the deepest anchors goes from {cos_before.mean():.2f} to {cos_after.mean():.2f} (1 = same direction).")
+            f"to the deepest anchors goes from {cos_before.mean():.2f} to {cos_after.mean():.2f} (1 = same direction)."
+            + (f" Too small for the deepest grid, {', '.join(missing)} keep{'s' if len(missing) == 1 else ''} "
+               "its own anchor (no square)." if missing else ""))
     return Step("2 · The contextual update", text, fig)
 
 
@@ -153,15 +162,18 @@ class BaneSteps:
 
 
 def bane_steps(run: ModelRun, labels: np.ndarray, layer: int, bane_percent: float,
-               palette: Sequence[Sequence[int]]) -> BaneSteps:
-    """Steps 3–5, BANE on the layer's grid: the error map (coloured by the wrongly predicted class), each error
-    pixel's distance to its region's edge, and the ones kept (lowest K_s % per class) as hard negatives."""
+               palette: Sequence[Sequence[int]], config: LossConfig | None = None, seed: int = 0) -> BaneSteps:
+    """Steps 3–5, BANE on the layer's grid as the loss runs it (`config`: its rule and distance stride, default
+    settings when None; K_s = `bane_percent`): the error map (coloured by the wrongly predicted class), each
+    error pixel's distance to its region's edge, and the ones kept (K_s % per class) as hard negatives."""
     emb, y = _layer(run, labels, layer)
     if not 0.0 < float(bane_percent) <= 100.0:
         raise ValueError(f"K_s must lie in (0, 100]; got {bane_percent}")
+    cfg = replace(config or LossConfig(), bane_percent=float(bane_percent))
     grid = tuple(emb.shape[-2:])
-    pred = prediction_at(run.logits, grid)
-    sel = bane_negatives(pred, y, float(bane_percent))
+    target = torch.as_tensor(np.asarray(labels, np.int64))[None]
+    fine = fine_error_distance(run.logits, target, cfg.bane_distance_stride)
+    pred, sel = bane_on_grid(run.logits, y, cfg, torch.Generator().manual_seed(int(seed)), fine)
     size = run.rgb.shape[:2]
     error = sel.error[0].numpy()
     up = resize_to(error.astype(np.float32), size, nearest=True)
@@ -199,9 +211,10 @@ def bane_steps(run: ModelRun, labels: np.ndarray, layer: int, bane_percent: floa
 
 
 def loss_value(run: ModelRun, labels: np.ndarray, num_classes: int, tau: float, bane_percent: float, w_h: float,
-               seed: int = 0) -> dict[str, float]:
-    """The real Contextrast loss on this picture (contextrast.losses, via analysis.bane.run_loss, no warm-up):
-    {"ce", "ccl", "total", "L_1".."L_4"} with L_i the unweighted layer losses."""
+               seed: int = 0, config: LossConfig | None = None) -> dict[str, float]:
+    """The real Contextrast loss on this picture (contextrast.losses, via analysis.bane.run_loss, no warm-up) with
+    the model's other loss settings (`config`): {"ce", "ccl", "total", "L_1".."L_4"}, L_i the unweighted layer
+    losses."""
     if not float(tau) > 0:
         raise ValueError(f"τ must be positive; got {tau}")
     if not 0.0 <= float(w_h) <= 1.0:
@@ -209,36 +222,48 @@ def loss_value(run: ModelRun, labels: np.ndarray, num_classes: int, tau: float, 
     if not 0.0 < float(bane_percent) <= 100.0:
         raise ValueError(f"K_s must lie in (0, 100]; got {bane_percent}")
     record = run_loss(run, np.asarray(labels, np.int64), num_classes, bane_percent=float(bane_percent), seed=seed,
-                      tau=float(tau), w_h=float(w_h))
+                      config=config, tau=float(tau), w_h=float(w_h))
     out = {"ce": record.terms["ce"], "ccl": record.terms[record.loss], "total": record.terms["total"]}  # L_CCL
     out.update({f"L_{r.layer + 1}": float(r.loss) for r in record.layers})
     return out
 
 
+def defaults_of(config: LossConfig | None) -> dict[str, float]:
+    """τ, K_s and w_h of `config` (the model card's loss), or the project's defaults."""
+    if config is None:
+        return dict(DEFAULTS)
+    return dict(tau=config.tau, bane_percent=config.bane_percent, w_h=config.w_h)
+
+
 def loss_step(run: ModelRun, labels: np.ndarray, num_classes: int, tau: float, bane_percent: float,
-              w_h: float, seed: int = 0) -> tuple[Step, dict[str, float], dict[str, float]]:
-    """Step 6, how τ, K_s and w_h change the loss: L_CCL at the chosen settings and at the defaults, and a sweep
-    of L_CCL over each knob with the others held at the chosen values. Returns (step, chosen, defaults)."""
-    chosen = loss_value(run, labels, num_classes, tau, bane_percent, w_h, seed)
-    defaults = loss_value(run, labels, num_classes, seed=seed, **DEFAULTS)
+              w_h: float, seed: int = 0, config: LossConfig | None = None
+              ) -> tuple[Step, dict[str, float], dict[str, float]]:
+    """Step 6, how τ, K_s and w_h change the loss: L_CCL at the chosen settings and at the model's own (its card's
+    loss, `config`, else the defaults), and a sweep of L_CCL over each knob with the others held at the chosen
+    values. Returns (step, chosen, defaults)."""
+    base = defaults_of(config)
+    chosen = loss_value(run, labels, num_classes, tau, bane_percent, w_h, seed, config)
+    defaults = loss_value(run, labels, num_classes, seed=seed, config=config, **base)
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=("τ (temperature)", "K_s (%)", "w_h"), shared_yaxes=True)
     sweeps = (("tau", TAU_SWEEP, tau), ("bane_percent", KS_SWEEP, bane_percent), ("w_h", WH_SWEEP, w_h))
     settings = dict(tau=tau, bane_percent=bane_percent, w_h=w_h)
     for col, (name, values, current) in enumerate(sweeps, start=1):
-        ys = [loss_value(run, labels, num_classes, seed=seed, **{**settings, name: v})["ccl"] for v in values]
+        ys = [loss_value(run, labels, num_classes, seed=seed, config=config, **{**settings, name: v})["ccl"]
+              for v in values]
         fig.add_trace(go.Scatter(x=list(values), y=ys, mode="lines+markers", name=name, showlegend=False,
                                  line=dict(color="#3b82f6")), row=1, col=col)
         fig.add_trace(go.Scatter(x=[current], y=[chosen["ccl"]], mode="markers", showlegend=False,
                                  marker=dict(size=13, color="#ef4444", symbol="diamond")), row=1, col=col)
-    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_xaxes(type="log", tickmode="array", tickvals=list(TAU_SWEEP), ticktext=[f"{t:g}" for t in TAU_SWEEP],
+                     row=1, col=1)  # plotly's own log ticks read "5 0.1 2 5 1" over this range
     fig.update_yaxes(title_text="L_CCL", row=1, col=1)
     fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), title="L_CCL as one knob moves (red: now)")
     change = chosen["ccl"] - defaults["ccl"]
     text = (f"With τ = {tau:g}, K_s = {bane_percent:g} %, w_h = {w_h:g} the contrastive loss on this picture is "
-            f"**L_CCL = {chosen['ccl']:.4f}** ({change:+.4f} from {defaults['ccl']:.4f} at the defaults τ = "
-            f"{DEFAULTS['tau']:g}, K_s = {DEFAULTS['bane_percent']:g} %, w_h = {DEFAULTS['w_h']:g}). A small τ "
+            f"**L_CCL = {chosen['ccl']:.4f}** ({change:+.4f} from {defaults['ccl']:.4f} at the model's own settings "
+            f"τ = {base['tau']:g}, K_s = {base['bane_percent']:g} %, w_h = {base['w_h']:g}). A small τ "
             f"sharpens the softmax, so a few hard negatives dominate; K_s decides how many boundary errors count "
             f"as hard negatives, and w_h how much the deep anchors steer the shallow ones.")
     return Step("6 · How τ, K_s and w_h change the loss", text, fig), chosen, defaults

@@ -4,6 +4,7 @@ neighbour mask changed (Δ vs Δ′), the mask's entropy, and the feature before
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,8 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from contextrast.analysis.colormaps import heat_rgb, resize_to
+from contextrast.analysis.colormaps import Scale, resize_to, scale_of
+from contextrast.analysis.diagnose import srm_statistics
 from contextrast.analysis.features import pca_basis, pca_rgb, srm_warp_features
 from contextrast.analysis.forward import ModelRun
 
@@ -83,10 +85,34 @@ def mask_entropy(mask: Tensor | np.ndarray) -> np.ndarray:
     return np.clip(ent, 0.0, 1.0)
 
 
+def arrow_scale(rgb_shape: tuple[int, ...], flow: Tensor | np.ndarray, max_arrows: int = 24) -> float:
+    """The factor `quiver_figure` draws arrows with: the longest offset (in image pixels) becomes one arrow
+    spacing long; 1 for an all-zero field."""
+    f = _numpy_flow(flow)
+    H, W = rgb_shape[:2]
+    h, w = f.shape[1:]
+    sy, sx = H / h, W / w
+    every = max(1, math.ceil(max(h, w) / max_arrows))
+    longest = float(np.hypot(f[0][every // 2::every, every // 2::every] * sx,
+                             f[1][every // 2::every, every // 2::every] * sy).max()) if f.size else 0.0
+    return every * max(sx, sy) / longest if longest > 1e-9 else 1.0
+
+
+def arrow_scale_sentence(scale: float) -> str:
+    """How `arrow_scale` changed the arrows' lengths, in words."""
+    if abs(scale - 1.0) < 0.05:
+        return "Arrows are drawn at their true length in image pixels."
+    if scale < 1.0:
+        return (f"Arrows are drawn at {scale:.2g}× their true length (shortened, so the longest fits one arrow "
+                f"spacing; the true offsets are {1 / scale:.2g}× longer).")
+    return (f"Arrows are drawn at {scale:.2g}× their true length (lengthened, so short offsets stay visible; the "
+            "true offsets are shorter).")
+
+
 def quiver_figure(rgb: np.ndarray, flow: Tensor | np.ndarray, max_arrows: int = 24, title: str = "") -> go.Figure:
     """Arrows of Δ over the image: at most `max_arrows` along the longer side, drawn from the grid
-    cell's centre (in image pixels). Arrows are scaled so the longest is one arrow spacing long;
-    the scale is stated in the title (offsets are in the step's grid pixels, ×stride in image px)."""
+    cell's centre (in image pixels). Arrows are scaled by `arrow_scale` (the longest is one arrow spacing
+    long); the factor is stated in the title, and the hover gives each offset in grid and image pixels."""
     f = _numpy_flow(flow)
     H, W = rgb.shape[:2]
     h, w = f.shape[1:]
@@ -96,7 +122,7 @@ def quiver_figure(rgb: np.ndarray, flow: Tensor | np.ndarray, max_arrows: int = 
     dx, dy = f[0][ys, xs] * sx, f[1][ys, xs] * sy  # in image pixels
     x0, y0 = (xs + 0.5) * sx, (ys + 0.5) * sy
     longest = float(np.hypot(dx, dy).max()) if dx.size else 0.0
-    scale = every * max(sx, sy) / longest if longest > 1e-9 else 1.0
+    scale = arrow_scale(rgb.shape, f, max_arrows)
     x1, y1 = x0 + dx * scale, y0 + dy * scale
     # arrow heads: two short strokes at ±25° behind the tip
     ang = np.arctan2(y1 - y0, x1 - x0)
@@ -113,10 +139,12 @@ def quiver_figure(rgb: np.ndarray, flow: Tensor | np.ndarray, max_arrows: int = 
     fig.add_trace(go.Scatter(x=lines_x, y=lines_y, mode="lines", line=dict(color="#ffeb3b", width=1.5),
                              hoverinfo="skip", name="Δ"))
     fig.add_trace(go.Scatter(x=x0.ravel(), y=y0.ravel(), mode="markers", marker=dict(size=3, color="#ffeb3b"),
-                             customdata=np.stack([f[0][ys, xs].ravel(), f[1][ys, xs].ravel()], -1),
-                             hovertemplate="dx %{customdata[0]:.2f}, dy %{customdata[1]:.2f} px<extra></extra>",
+                             customdata=np.stack([f[0][ys, xs].ravel(), f[1][ys, xs].ravel(), dx.ravel(),
+                                                  dy.ravel()], -1),
+                             hovertemplate="Δ = (%{customdata[0]:.2f}, %{customdata[1]:.2f}) grid px = "
+                                           "(%{customdata[2]:.1f}, %{customdata[3]:.1f}) image px<extra></extra>",
                              name="origin"))
-    suffix = f"arrows ×{scale:.3g}" if longest > 1e-9 else "all offsets are zero"
+    suffix = f"arrows at {scale:.3g}× true length" if longest > 1e-9 else "all offsets are zero"
     fig.update_layout(title=f"{title} ({suffix})".strip(), showlegend=False, margin=dict(l=0, r=0, t=30, b=0),
                       xaxis=dict(visible=False, range=[0, W]), yaxis=dict(visible=False, range=[H, 0], scaleanchor="x"))
     return fig
@@ -124,13 +152,20 @@ def quiver_figure(rgb: np.ndarray, flow: Tensor | np.ndarray, max_arrows: int = 
 
 CAPTIONS = {
     "flow": "Direction and length of the learned offset Δ: hue is the direction (see the wheel), "
-            "paler means shorter; white means the pixel samples straight below itself, as plain bilinear upsampling would.",
+            "paler means shorter (full colour at the |Δ| scale's top); white means the pixel samples straight below "
+            "itself, as plain bilinear upsampling would.",
     "wheel": "Colour key: the offset pointing from the centre to a spot is drawn in that spot's colour.",
-    "arrows": "The same offsets as arrows over the image, on a subsampled grid, lengthened by the stated factor so they are visible.",
-    "magnitude": "How far each pixel reaches for its upsampled feature (|Δ| in pixels of this step's grid); bright = far.",
+    "arrows": "The same offsets as arrows over the image, on a subsampled grid, scaled by the factor in the title "
+              "(the line above says whether that shortens or lengthens them); hover an arrow's origin for Δ in grid "
+              "and image pixels.",
+    "magnitude": "How far each pixel reaches for its upsampled feature: |Δ| in pixels of this step's grid (× the "
+                 "grid's stride in image pixels); the scale stops at the 99th percentile so a few far pixels do not "
+                 "wash out the rest.",
     "initial": "The initial offsets Δ′ before the neighbour mask, on the same colour scale as Δ.",
-    "change": "What the neighbour mask changed: |Δ − Δ′| in grid pixels; bright where mixing the 3×3 neighbours moved the offset most.",
-    "entropy": "How spread the 3×3 neighbour weights are: dark = one neighbour dominates, bright = all nine count equally.",
+    "change": "What the neighbour mask changed: |Δ − Δ′| in grid pixels; bright where mixing the 3×3 neighbours moved "
+              "the offset most (scale to the 99th percentile).",
+    "entropy": "How spread the 3×3 neighbour weights are, as a share of log 9: 0 = one neighbour takes all the weight, "
+               "1 = all nine count equally.",
     "before": "The upsampled coarse feature before warping (its three main components as RGB).",
     "after": "The same feature after warping by Δ, with the same colours: edges should line up better with the image.",
 }
@@ -139,25 +174,35 @@ CAPTIONS = {
 @dataclass
 class OffsetViews:
     """Pictures of one SRM step, all (H, W, 3) uint8 at image size except `wheel`; `arrows` a plotly figure.
-    `initial`, `change` and `entropy` are None when the model has no neighbour mask (srm_nomask)."""
+    `initial`, `change` and `entropy` are None when the model has no neighbour mask (srm_nomask). `scales`:
+    quantity → the colour scale its picture was drawn with (for colour bars and for keeping one scale);
+    `stride`: image pixels per grid pixel of this step; `arrow_scale`: the arrows' length factor."""
 
     step: int
     grid: tuple[int, int]
+    stride: float
     flow: np.ndarray
     wheel: np.ndarray
     arrows: go.Figure
+    arrow_scale: float
     magnitude: np.ndarray
     initial: np.ndarray | None
     change: np.ndarray | None
     entropy: np.ndarray | None
     before: np.ndarray
     after: np.ndarray
+    scales: dict[str, Scale] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=lambda: dict(CAPTIONS))
 
 
-def render(run: ModelRun, step: int, max_arrows: int = 24) -> OffsetViews:
-    """All pictures of SRM step 0 (1/32→1/16), 1 (1/16→1/8) or 2 (1/8→1/4) for one `ModelRun`.
+ROBUST_PERCENTILE = 99.0  # |Δ| maps: a one-cell ring at the border must not set the scale
+ENTROPY_SCALE = Scale(0.0, 1.0, "viridis", "entropy / log 9")
+
+
+def render(run: ModelRun, step: int, max_arrows: int = 24, scales: Mapping[str, Scale] | None = None) -> OffsetViews:
+    """All pictures of SRM step 0 (1/32→1/16), 1 (1/16→1/8) or 2 (1/8→1/4) for one `ModelRun`; `scales`
+    (quantity → Scale, as in `OffsetViews.scales`) replaces the computed ones, to keep one scale across views.
 
     Raises ValueError when the model has no SRM (align=bilinear) or the step is out of range.
     """
@@ -165,31 +210,46 @@ def render(run: ModelRun, step: int, max_arrows: int = 24) -> OffsetViews:
         raise ValueError("this model upsamples bilinearly (align=bilinear): it has no SRM offsets to show")
     if not 0 <= step < len(run.output.srm):
         raise ValueError(f"SRM step must be 0..{len(run.output.srm) - 1} ({', '.join(STEP_NAMES)}); got {step}")
+    given = dict(scales or {})
     inter = run.output.srm[step]
     size = run.rgb.shape[:2]
     offset, offset_init = _numpy_flow(inter.offset), _numpy_flow(inter.offset_init)
+    stride = size[0] / offset.shape[1]
     mag = magnitude(offset)
-    top = max(float(mag.max()), float(magnitude(offset_init).max()))
     big = lambda img: resize_to(img, size, nearest=True)  # noqa: E731 - grid cells drawn as blocks
     has_mask = inter.mask is not None
     change = magnitude(offset - offset_init) if has_mask else None
+    used = {"magnitude": given.get("magnitude") or scale_of(np.concatenate([mag.ravel(), magnitude(offset_init).ravel()]),
+                                                             "magma", "offset, grid px", robust_percentile=ROBUST_PERCENTILE)}
+    if change is not None:
+        used["change"] = given.get("change") or scale_of(change, "magma", "change, grid px",
+                                                         robust_percentile=ROBUST_PERCENTILE)
+        used["entropy"] = ENTROPY_SCALE
     before, after = srm_warp_features(run, step)
     basis = pca_basis(before, after)
-    stats = {"mean |Δ| (grid px)": float(mag.mean()), "max |Δ| (grid px)": float(mag.max())}
+    moved = srm_statistics(run.output)[step]
+    stats = {"mean Δ x (grid px)": moved["dx"], "mean Δ y (grid px)": moved["dy"],
+             "mean Δ x (image px)": moved["dx"] * stride, "mean Δ y (image px)": moved["dy"] * stride,
+             "mean |Δ| (grid px)": float(mag.mean()), "mean |Δ| (image px)": float(mag.mean()) * stride,
+             "max |Δ| (grid px)": float(mag.max()), "share |Δ| > 2 grid px": moved["share_over_2px"]}
     if change is not None:
         stats["mean |Δ − Δ′| (grid px)"] = float(change.mean())
+    top = used["magnitude"].hi
     return OffsetViews(
         step=step,
         grid=tuple(offset.shape[1:]),
+        stride=stride,
         flow=big(flow_to_rgb(offset, top)),
         wheel=color_wheel(),
         arrows=quiver_figure(run.rgb, offset, max_arrows, title=f"Δ at step {STEP_NAMES[step]}"),
-        magnitude=big(heat_rgb(mag, 0.0, max(float(mag.max()), 1e-6), "magma")),
+        arrow_scale=arrow_scale(run.rgb.shape, offset, max_arrows),
+        magnitude=big(used["magnitude"].rgb(mag)),
         initial=big(flow_to_rgb(offset_init, top)) if has_mask else None,
-        change=big(heat_rgb(change, 0.0, max(float(change.max()), 1e-6), "magma")) if change is not None else None,
-        entropy=big(heat_rgb(mask_entropy(inter.mask), 0.0, 1.0, "viridis")) if has_mask else None,
+        change=big(used["change"].rgb(change)) if change is not None else None,
+        entropy=big(ENTROPY_SCALE.rgb(mask_entropy(inter.mask))) if has_mask else None,
         before=resize_to(pca_rgb(before, basis), size),
         after=resize_to(pca_rgb(after, basis), size),
+        scales=used,
         stats=stats,
     )
 

@@ -1,4 +1,5 @@
-"""Prediction view: class map, overlay with per-class toggles, confidence and entropy, legend."""
+"""Prediction view: class map, overlay with per-class toggles and a hover that names each pixel's class,
+probability and ground truth, confidence and entropy on fixed scales, legend."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from contextrast.analysis.colormaps import blend, heat_rgb
+from contextrast.analysis.colormaps import Scale, blend, heat_rgb
 from contextrast.analysis.forward import one_image
 from contextrast.config import IGNORE_INDEX
 
@@ -88,3 +90,42 @@ def pixel_accuracy(labels: np.ndarray, target: np.ndarray) -> float:
     """Share of the non-ignored ground-truth pixels that are predicted right (NaN when none)."""
     valid = target != IGNORE_INDEX
     return float((labels[valid] == target[valid]).mean()) if valid.any() else float("nan")
+
+
+CONFIDENCE_SCALE = Scale(0.0, 1.0, "viridis", "max softmax p")
+ENTROPY_SCALE = Scale(0.0, 1.0, "inferno", "entropy / log K")
+
+
+def hover_figure(picture: np.ndarray, maps: PredictionMaps, truth: np.ndarray | None, classes: Sequence[str],
+                 max_cells: int = 120, title: str = "") -> go.Figure:
+    """`picture` (H, W, 3) uint8 as a plotly figure whose hover tells, for the pixel under the pointer, the
+    predicted class, its probability and the ground truth. Hover reads a grid of at most `max_cells` along the
+    longer side (every k-th pixel), so the page stays light on large images."""
+    import base64
+
+    import cv2
+
+    H, W = maps.labels.shape
+    if picture.shape[:2] != (H, W):
+        raise ValueError(f"picture {picture.shape[:2]} and prediction {(H, W)} differ in size")
+    step = max(1, math.ceil(max(H, W) / max_cells))
+    ys, xs = np.arange(step // 2, H, step), np.arange(step // 2, W, step)
+    pred = maps.labels[np.ix_(ys, xs)]
+    conf = maps.confidence[np.ix_(ys, xs)]
+    names = np.array([*classes, "ignore"], dtype=object)
+
+    def name(ids: np.ndarray) -> np.ndarray:
+        return names[np.where((ids >= 0) & (ids < len(classes)), ids, len(classes))]
+
+    text = name(pred) + np.char.mod(" (p = %.2f)", conf).astype(object)
+    if truth is not None:
+        text = text + "<br>truth: " + name(truth[np.ix_(ys, xs)])
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(picture[..., ::-1]))
+    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
+                             hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(x=xs, y=ys, z=pred.astype(np.float32), text=text, opacity=0.0, showscale=False,
+                             hovertemplate="prediction: %{text}<extra>x=%{x}, y=%{y}</extra>"))
+    fig.update_layout(title=title or None, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=360,
+                      xaxis=dict(visible=False, range=[-0.5, W - 0.5]),
+                      yaxis=dict(visible=False, range=[H - 0.5, -0.5], scaleanchor="x"))
+    return fig

@@ -69,3 +69,13 @@ def training_curves_figure(records: list[dict[str, Any]], title: str = "") -> go
     if not records:
         fig.add_annotation(text="no metrics yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     return fig
+
+
+def steady_eta(first: tuple[float, int], now: tuple[float, int], total: int) -> float | None:
+    """Seconds left for a job seen at (time, iteration) `first` and again at `now`: the remaining iterations at
+    the mean rate between the two (validation pauses included), so the estimate does not jump with each log
+    interval's speed. None until the job has advanced."""
+    (t0, i0), (t1, i1) = first, now
+    if i1 <= i0 or t1 <= t0:
+        return None
+    return max(0.0, (total - i1) * (t1 - t0) / (i1 - i0))

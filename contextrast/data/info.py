@@ -19,9 +19,11 @@ class DatasetInfo:
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     ignore_index: int = IGNORE_INDEX
+    void: tuple[int, ...] = ()  # raw label values the dataset's own annotations use for "no class" (read as 255)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "void", tuple(int(v) for v in self.void))
         object.__setattr__(self, "palette", tuple(tuple(int(v) for v in rgb) for rgb in self.palette))
         if not self.classes:
             raise ValueError(f"dataset {self.name!r} needs at least one class")

@@ -12,23 +12,27 @@ after the contextual update with the deepest layer, fitted with the points so th
   sampling.py    layer pixels, the class-balanced sample, BANE roles, anchors
   pixels.py      point ↔ source pixel, click → point, the picked cell outlined
   projection.py  PCA / UMAP to 2-D, UMAP warm-up
-  drawing.py     point colours and the two renderings of the scatter (plotly figure, clickable picture)
+  drawing.py     point colours and the scatter picture (axes, legend, class filter, selection, clicks)
+  checkpoints.py one or two checkpoints on the same pixels
 """
 
+from contextrast.analysis.embeddings.checkpoints import sample_checkpoints, sample_summary
 from contextrast.analysis.embeddings.drawing import (
     COLOUR_BY,
     RIGHT_WRONG_COLOURS,
     ROLE_COLOURS,
     ROLE_NAMES,
     ScatterCanvas,
+    class_name,
     pick_point,
     point_colours,
-    scatter_figure,
+    points_in_box,
     scatter_image,
 )
 from contextrast.analysis.embeddings.pixels import (
     PixelHit,
     cell_of_pixel,
+    light_up,
     locate_pixel,
     pixel_of_point,
     point_at_pixel,
@@ -69,7 +73,8 @@ __all__ = [
     "COLOUR_BY", "CORRECT", "FAR_ERROR", "HARD", "LAYER_NAMES", "MAX_POINTS", "MIN_POINTS", "PCA_DIMS",
     "RIGHT_WRONG_COLOURS", "ROLE_COLOURS", "ROLE_NAMES", "UMAP_NEIGHBOURS", "UNLABELLED", "LayerPixels", "PixelHit",
     "PixelSample", "Projection", "ScatterCanvas", "balanced_quota", "bane_roles", "cell_of_pixel", "check_sample_size",
-    "features_at", "layer_anchors", "layer_pixels", "locate_pixel", "pca_project", "pick_point", "pixel_of_point",
-    "point_at_pixel", "point_colours", "same_pixels", "sample_pixels", "scatter_figure", "scatter_image",
+    "class_name", "features_at", "layer_anchors", "layer_pixels", "light_up", "locate_pixel", "pca_project",
+    "pick_point", "pixel_of_point", "point_at_pixel", "point_colours", "points_in_box", "same_pixels",
+    "sample_checkpoints", "sample_pixels", "sample_summary", "scatter_image",
     "source_rows_cols", "umap_epochs", "umap_is_warm", "umap_project", "warm_up_in_background", "warm_up_umap",
 ]

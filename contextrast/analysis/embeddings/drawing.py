@@ -1,5 +1,6 @@
-"""The projected sample drawn: point colours by ground truth, prediction, correct / wrong or BANE role, as an
-interactive plotly scatter (`scatter_figure`) or a clickable picture (`scatter_image` + `pick_point`).
+"""The projected sample drawn as one clickable picture (`scatter_image`): points coloured by ground truth,
+prediction, correct / wrong or BANE role, with axes, a legend, the anchors, a class filter and a selection;
+`pick_point` and `points_in_box` map clicks on the picture back to points.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import plotly.graph_objects as go
 
-from contextrast.analysis.embeddings.pixels import source_rows_cols
 from contextrast.analysis.embeddings.projection import Projection
 from contextrast.analysis.embeddings.sampling import (
     CORRECT,
@@ -30,9 +29,16 @@ ROLE_COLOURS = {CORRECT: (160, 160, 160), HARD: (230, 40, 40), FAR_ERROR: (250, 
 RIGHT_WRONG_COLOURS = {0: (40, 170, 80), 1: (225, 40, 40)}  # 0 = correct, 1 = wrong
 
 
-def point_colours(sample: PixelSample, colour_by: str, palette: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray,
-                                                                                                  dict[int, str]]:
-    """Per point: category (N,) int, colour (N, 3) uint8, and category → legend name."""
+def class_name(classes: Sequence[str] | None, c: int) -> str:
+    if classes is not None and 0 <= c < len(classes):
+        return str(classes[c])
+    return "unlabelled" if c == IGNORE_INDEX else str(c)
+
+
+def point_colours(sample: PixelSample, colour_by: str, palette: Sequence[Sequence[int]],
+                  classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Per point: category (N,) int, colour (N, 3) uint8, and category → legend name (class names from
+    `classes` when colouring by ground truth or prediction)."""
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour by must be one of {', '.join(COLOUR_BY)}; got {colour_by!r}")
     if colour_by in ("ground truth", "prediction"):
@@ -40,7 +46,7 @@ def point_colours(sample: PixelSample, colour_by: str, palette: Sequence[Sequenc
         if colour_by == "ground truth" and sample.balanced_by != "ground truth":
             raise ValueError("this image has no ground truth: colour by prediction, or add a label map")
         table = {c: tuple(palette[c]) if 0 <= c < len(palette) else (0, 0, 0) for c in np.unique(cat).tolist()}
-        names = {c: str(c) for c in table}
+        names = {c: class_name(classes, c) for c in table}
     elif colour_by == "correct / wrong":
         if sample.balanced_by != "ground truth":
             raise ValueError("correct / wrong needs a ground truth: add a label map or pick a labelled sample")
@@ -55,78 +61,41 @@ def point_colours(sample: PixelSample, colour_by: str, palette: Sequence[Sequenc
     return cat, lut[cat], {c: names[c] for c in np.unique(cat).tolist()}
 
 
-def _hex(rgb: Sequence[int]) -> str:
-    return "#" + "".join(f"{int(v):02x}" for v in rgb)
-
-
-def scatter_figure(sample: PixelSample, proj: Projection, colour_by: str, classes: Sequence[str],
-                   palette: Sequence[Sequence[int]], highlight: int | None = None, title: str = "") -> go.Figure:
-    """Interactive plotly scatter (WebGL): one trace per colour category, hover gives the class, the
-    prediction and the source pixel; anchors as black-edged stars; `highlight` ringed."""
-    cat, colours, names = point_colours(sample, colour_by, palette)
-
-    def cname(c: int) -> str:
-        return classes[c] if 0 <= c < len(classes) else ("unlabelled" if c == IGNORE_INDEX else str(c))
-
-    if colour_by in ("ground truth", "prediction"):
-        names = {c: cname(c) for c in names}
-    rows_cols = [source_rows_cols(s, g) for s, g in zip(sample.sizes, sample.grids)]
-    py = np.array([rows_cols[i][0][y] for i, y in zip(sample.image, sample.gy)])
-    px = np.array([rows_cols[i][1][x] for i, x in zip(sample.image, sample.gx)])
-    hover = [f"truth: {cname(t)}<br>prediction: {cname(p)}<br>image {i}, pixel x={x}, y={y}"
-             for t, p, i, x, y in zip(sample.truth.tolist(), sample.prediction.tolist(), sample.image.tolist(),
-                                      px.tolist(), py.tolist())]
-    hover_arr = np.array(hover, dtype=object)
-    fig = go.Figure()
-    for c, name in names.items():
-        m = cat == c
-        fig.add_trace(go.Scattergl(x=proj.coords[m, 0], y=proj.coords[m, 1], mode="markers", name=f"{name} ({m.sum()})",
-                                   marker=dict(size=4, color=_hex(colours[m][0]), opacity=0.8),
-                                   customdata=np.flatnonzero(m), text=hover_arr[m],
-                                   hovertemplate="%{text}<br>point %{customdata}<extra></extra>"))
-    if len(sample.anchor_classes):
-        fig.add_trace(go.Scatter(x=proj.anchor_coords[:, 0], y=proj.anchor_coords[:, 1], mode="markers+text",
-                                 name="anchors â", text=[cname(c) for c in sample.anchor_classes.tolist()],
-                                 textposition="top center",
-                                 marker=dict(symbol="star", size=16, line=dict(width=1.5, color="black"),
-                                             color=[_hex(palette[c]) if c < len(palette) else "#000"
-                                                    for c in sample.anchor_classes.tolist()]),
-                                 hovertemplate="anchor of %{text}<extra></extra>"))
-    if highlight is not None:
-        fig.add_trace(go.Scatter(x=[proj.coords[highlight, 0]], y=[proj.coords[highlight, 1]], mode="markers",
-                                 name="picked", marker=dict(size=18, color="rgba(0,0,0,0)",
-                                                            line=dict(width=3, color="black")), hoverinfo="skip"))
-    fig.update_layout(title=title or f"{proj.method} of {len(sample)} pixels at {LAYER_NAMES[sample.layer]}",
-                      height=460, margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
-                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
-    return fig
-
-
 @dataclass
 class ScatterCanvas:
-    """Where the scatter image puts data coordinates: (u, v) pixel = pad + (x − x0)·sx, pad + (y1 − y)·sy."""
+    """Where the scatter picture puts data coordinates: (u, v) pixel = (left + (x − x0)·sx, top + (y1 − y)·sy);
+    `pixels` (N, 2) float (u, v) of every point, NaN for points the class filter hides."""
 
     size: tuple[int, int]  # (height, width) of the picture
-    pad: int
+    left: int
+    top: int
     x0: float
     y1: float
     sx: float
     sy: float
-    pixels: np.ndarray  # (N, 2) float (u, v) of every point
+    pixels: np.ndarray
 
     def to_pixel(self, coords: np.ndarray) -> np.ndarray:
         c = np.asarray(coords, np.float64).reshape(-1, 2)
-        return np.stack([self.pad + (c[:, 0] - self.x0) * self.sx, self.pad + (self.y1 - c[:, 1]) * self.sy], 1)
+        return np.stack([self.left + (c[:, 0] - self.x0) * self.sx, self.top + (self.y1 - c[:, 1]) * self.sy], 1)
+
+    def to_data(self, u: float, v: float) -> tuple[float, float]:
+        return self.x0 + (u - self.left) / self.sx, self.y1 - (v - self.top) / self.sy
 
 
-def _canvas(coords: np.ndarray, size: tuple[int, int], pad: int) -> ScatterCanvas:
+MARGINS = (46, 28, 170, 34)  # left, top, right (legend), bottom (axis) in picture pixels
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _canvas(coords: np.ndarray, size: tuple[int, int], margins: tuple[int, int, int, int] = MARGINS) -> ScatterCanvas:
     h, w = size
+    left, top, right, bottom = margins
     lo, hi = coords.min(0), coords.max(0)
     span = np.maximum(hi - lo, 1e-9)
-    canvas = ScatterCanvas(size, pad, float(lo[0]), float(hi[1]), (w - 2 * pad - 1) / float(span[0]),
-                           (h - 2 * pad - 1) / float(span[1]), np.zeros((0, 2)))
-    canvas.pixels = canvas.to_pixel(coords)
-    return canvas
+    pad = 0.03 * span  # the outermost dots stay inside the frame
+    lo, hi, span = lo - pad, hi + pad, span + 2 * pad
+    return ScatterCanvas(size, left, top, float(lo[0]), float(hi[1]), (w - left - right - 1) / float(span[0]),
+                         (h - top - bottom - 1) / float(span[1]), np.zeros((0, 2)))
 
 
 def _disc_offsets(radius: int) -> np.ndarray:
@@ -136,39 +105,116 @@ def _disc_offsets(radius: int) -> np.ndarray:
     return np.stack([dy[keep], dx[keep]], 1)
 
 
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    raw = (hi - lo) / max(count - 1, 1)
+    step = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
+    step *= next(m for m in (1, 2, 2.5, 5, 10) if m * step >= raw)
+    return [float(t) for t in np.arange(np.ceil(lo / step) * step, hi + 1e-12, step)]
+
+
+def _axes(img: np.ndarray, canvas: ScatterCanvas, names: tuple[str, str], title: str) -> None:
+    h, w = canvas.size
+    left, top, right, bottom = canvas.left, canvas.top, w - MARGINS[2], h - MARGINS[3]
+    cv2.rectangle(img, (left, top), (right, bottom), (120, 120, 120), 1)
+    x_lo, y_hi = canvas.x0, canvas.y1
+    x_hi, y_lo = canvas.to_data(right, bottom)
+    for t in _nice_ticks(x_lo, x_hi):
+        u = int(round(canvas.to_pixel(np.array([t, 0.0]))[0, 0]))
+        cv2.line(img, (u, bottom), (u, bottom + 4), (90, 90, 90), 1)
+        cv2.putText(img, f"{t:.3g}", (u - 10, bottom + 15), FONT, 0.33, (60, 60, 60), 1, cv2.LINE_AA)
+    for t in _nice_ticks(y_lo, y_hi):
+        v = int(round(canvas.to_pixel(np.array([0.0, t]))[0, 1]))
+        cv2.line(img, (left - 4, v), (left, v), (90, 90, 90), 1)
+        cv2.putText(img, f"{t:.3g}", (2, v + 4), FONT, 0.33, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, names[0], ((left + right) // 2 - 20, h - 6), FONT, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, names[1] + " (vertical)", (left, top - 16 if top > 20 else top + 12), FONT, 0.36, (30, 30, 30), 1,
+                cv2.LINE_AA)
+    cv2.putText(img, title[:60], (left, 12), FONT, 0.4, (20, 20, 20), 1, cv2.LINE_AA)
+
+
+def _legend(img: np.ndarray, entries: list[tuple[tuple[int, int, int], str, int, bool]]) -> None:
+    """Legend rows (colour, name, count, shown) in the right margin; hidden classes are drawn struck through."""
+    x0 = img.shape[1] - MARGINS[2] + 10
+    for row, (colour, name, count, shown) in enumerate(entries[:24]):
+        y = MARGINS[1] + 6 + 16 * row
+        cv2.rectangle(img, (x0, y - 8), (x0 + 10, y + 2), tuple(int(c) for c in colour), -1)
+        cv2.rectangle(img, (x0, y - 8), (x0 + 10, y + 2), (60, 60, 60), 1)
+        text = f"{name[:16]} ({count})"
+        cv2.putText(img, text, (x0 + 15, y + 1), FONT, 0.36, (30, 30, 30) if shown else (170, 170, 170), 1,
+                    cv2.LINE_AA)
+        if not shown:
+            cv2.line(img, (x0 + 15, y - 3), (x0 + 15 + 7 * len(text), y - 3), (170, 170, 170), 1)
+
+
 def scatter_image(sample: PixelSample, proj: Projection, colour_by: str, palette: Sequence[Sequence[int]],
-                  size: tuple[int, int] = (480, 480), highlight: int | None = None,
-                  radius: int = 2) -> tuple[np.ndarray, ScatterCanvas]:
-    """The scatter drawn as an (H, W, 3) uint8 picture (clickable in an image component) and the canvas
-    that maps picture pixels back to points (`pick_point`). Anchors are black-ringed stars; the
-    highlighted point gets a black ring and cross-hair."""
+                  size: tuple[int, int] = (500, 660), highlight: int | None = None, radius: int = 2,
+                  classes: Sequence[str] | None = None, shown: Sequence[int] | None = None,
+                  selected: np.ndarray | None = None, title: str = "") -> tuple[np.ndarray, ScatterCanvas]:
+    """The scatter drawn as an (H, W, 3) uint8 picture (clickable in an image component) with axes (the
+    projection's two coordinates), a legend of the colour categories with their counts, the anchors â as
+    black-ringed stars, and the canvas that maps picture pixels back to points (`pick_point`).
+
+    `shown`: ground-truth classes whose points are drawn (None: all; the others' canvas pixels are NaN, so they
+    cannot be picked); `selected`: indices drawn with a black outline (a box selection); `highlight`: one point
+    ringed with a cross-hair."""
     h, w = size
     everything = np.concatenate([proj.coords, proj.anchor_coords]) if len(proj.anchor_coords) else proj.coords
-    canvas = _canvas(everything, size, pad=12)
+    canvas = _canvas(everything, size)
     canvas.pixels = canvas.to_pixel(proj.coords)
-    _, colours, _ = point_colours(sample, colour_by, palette)
+    cat, colours, names = point_colours(sample, colour_by, palette, classes)
+    visible = np.ones(len(sample), bool) if shown is None else np.isin(sample.truth if sample.balanced_by ==
+                                                                       "ground truth" else sample.prediction, list(shown))
+    canvas.pixels[~visible] = np.nan
     img = np.full((h, w, 3), 255, np.uint8)
-    uv = np.rint(canvas.pixels).astype(np.int64)
+    idx = np.flatnonzero(visible)
+    uv = np.rint(canvas.pixels[idx]).astype(np.int64)
+    if selected is not None and len(selected):
+        sel = np.isin(idx, selected)
+        for dy, dx in _disc_offsets(radius + 1):
+            vv, uu = np.clip(uv[sel, 1] + dy, 0, h - 1), np.clip(uv[sel, 0] + dx, 0, w - 1)
+            img[vv, uu] = (0, 0, 0)
     for dy, dx in _disc_offsets(radius):  # vectorised splat: later points draw over earlier ones
         vv, uu = np.clip(uv[:, 1] + dy, 0, h - 1), np.clip(uv[:, 0] + dx, 0, w - 1)
-        img[vv, uu] = colours
+        img[vv, uu] = colours[idx]
     for (u, v), c in zip(np.rint(canvas.to_pixel(proj.anchor_coords)).astype(int), sample.anchor_classes.tolist()):
+        if shown is not None and c not in shown:
+            continue
         colour = tuple(int(t) for t in palette[c]) if c < len(palette) else (0, 0, 0)
         cv2.drawMarker(img, (int(u), int(v)), (0, 0, 0), cv2.MARKER_STAR, 18, 4)
         cv2.drawMarker(img, (int(u), int(v)), colour, cv2.MARKER_STAR, 14, 2)
-    if highlight is not None:
+    if highlight is not None and visible[highlight]:
         u, v = (int(t) for t in np.rint(canvas.pixels[highlight]))
         cv2.circle(img, (u, v), 9, (0, 0, 0), 2, cv2.LINE_AA)
         cv2.drawMarker(img, (u, v), (0, 0, 0), cv2.MARKER_CROSS, 30, 1)
+    axis = ("UMAP 1", "UMAP 2") if proj.method == "UMAP" else ("PC 1", "PC 2")
+    _axes(img, canvas, axis, title or f"{proj.method} of {len(sample)} pixels at {LAYER_NAMES[sample.layer]}")
+    entries = []
+    for c, name in names.items():
+        m = cat == c
+        entries.append((tuple(colours[m][0]), name, int(m.sum()), bool(visible[m].any())))
+    if len(sample.anchor_classes):
+        entries.append(((0, 0, 0), "anchors (stars)", int(len(sample.anchor_classes)), True))
+    _legend(img, entries)
     return img, canvas
 
 
 def pick_point(canvas: ScatterCanvas, u: float, v: float, tolerance: float = 12.0) -> int | None:
-    """A click at picture pixel (u = x, v = y) → the nearest point (KD-tree), or None if none lies within
+    """A click at picture pixel (u = x, v = y) → the nearest shown point (KD-tree), or None if none lies within
     `tolerance` pixels."""
     from scipy.spatial import cKDTree
 
-    if len(canvas.pixels) == 0:
+    ok = np.flatnonzero(np.isfinite(canvas.pixels).all(1))
+    if ok.size == 0:
         return None
-    dist, idx = cKDTree(canvas.pixels).query([float(u), float(v)])
-    return int(idx) if dist <= tolerance else None
+    dist, idx = cKDTree(canvas.pixels[ok]).query([float(u), float(v)])
+    return int(ok[idx]) if dist <= tolerance else None
+
+
+def points_in_box(canvas: ScatterCanvas, corner_a: Sequence[float], corner_b: Sequence[float]) -> np.ndarray:
+    """The shown points inside the box spanned by two picture pixels (u, v) → sorted indices (M,)."""
+    (u0, v0), (u1, v1) = corner_a, corner_b
+    p = canvas.pixels
+    ok = np.isfinite(p).all(1)
+    inside = ok & (p[:, 0] >= min(u0, u1)) & (p[:, 0] <= max(u0, u1)) & (p[:, 1] >= min(v0, v1)) & \
+        (p[:, 1] <= max(v0, v1))
+    return np.flatnonzero(inside)

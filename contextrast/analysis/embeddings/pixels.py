@@ -76,3 +76,21 @@ def locate_pixel(rgb: np.ndarray, y: int, x: int, grid: tuple[int, int]) -> np.n
     cv2.line(out, (x, 0), (x, H - 1), (255, 255, 0), thick)
     cv2.rectangle(out, (x0, y0), (x1, y1), (255, 40, 40), thick)
     return out
+
+
+def light_up(rgb: np.ndarray, sample: PixelSample, points: np.ndarray, image: int) -> np.ndarray:
+    """The image dimmed, with the grid cells of the selected `points` that come from image `image` at full
+    brightness and outlined: where a box or lasso selection of the scatter lies on the picture."""
+    H, W = rgb.shape[:2]
+    points = np.asarray(points, np.int64)
+    mine = points[sample.image[points] == image] if points.size else points
+    rows, cols = source_rows_cols((H, W), sample.grids[image])
+    lit = np.zeros((H, W), bool)
+    ends_r, ends_c = np.r_[rows[1:], H], np.r_[cols[1:], W]
+    for gy, gx in zip(sample.gy[mine].tolist(), sample.gx[mine].tolist()):
+        lit[rows[gy]:ends_r[gy], cols[gx]:ends_c[gx]] = True
+    out = (rgb.astype(np.float32) * 0.3).astype(np.uint8)
+    out[lit] = rgb[lit]
+    contours, _ = cv2.findContours(lit.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 235, 60), max(1, min(H, W) // 200))
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from contextrast.analysis.forward import ModelRun
-from contextrast.config import IGNORE_INDEX
+from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.anchors import class_means, contextual_update
 from contextrast.losses.bane import bane_negatives
 from contextrast.losses.grid import nearest_resize, prediction_at
@@ -120,12 +120,14 @@ def balanced_quota(counts: np.ndarray, n: int) -> np.ndarray:
     return quota
 
 
-def bane_roles(pixels: LayerPixels, bane_percent: float = 50.0) -> np.ndarray:
-    """(h, w) role of every cell: CORRECT, HARD (a BANE-kept error cell: predicted n, truth another class, in
-    the lowest K_s % of distances to its error region's edge), FAR_ERROR (other error cells) or UNLABELLED."""
+def bane_roles(pixels: LayerPixels, bane_percent: float = 50.0, rule: str = "percentile", seed: int = 0) -> np.ndarray:
+    """(h, w) role of every cell: CORRECT, HARD (a BANE-kept error cell: predicted n, truth another class, among
+    the K_s % of error cells nearest their error region's edge by the loss's `rule`, distances on the layer's
+    grid), FAR_ERROR (other error cells) or UNLABELLED."""
     truth = torch.as_tensor(pixels.truth)[None]
     pred = torch.as_tensor(pixels.prediction)[None]
-    sel = bane_negatives(pred, truth, bane_percent, IGNORE_INDEX)
+    sel = bane_negatives(pred, truth, bane_percent, IGNORE_INDEX, rule=rule,
+                         generator=torch.Generator().manual_seed(int(seed)))
     role = np.full(pixels.grid, CORRECT, np.int64)
     role[sel.error[0].numpy()] = FAR_ERROR
     role[sel.keep[0].numpy()] = HARD
@@ -134,8 +136,10 @@ def bane_roles(pixels: LayerPixels, bane_percent: float = 50.0) -> np.ndarray:
 
 
 def sample_pixels(images: Sequence[LayerPixels], layer: int, n: int, seed: int = 0, num_classes: int | None = None,
-                  w_h: float = 0.5) -> PixelSample:
+                  w_h: float = 0.5, loss: LossConfig | None = None) -> PixelSample:
     """A class-balanced sample of `n` cells over `images` (all at layer `layer`), uniform within each class.
+    `loss`: the model's loss settings (w_h for the anchors, K_s and BANE's rule for the roles); else `w_h` and
+    the defaults.
 
     Balanced by ground truth when the images are labelled (unlabelled cells are left out), else by the
     prediction. The draw depends only on the grids, the labels and `seed`, so two checkpoints with the
@@ -166,8 +170,9 @@ def sample_pixels(images: Sequence[LayerPixels], layer: int, n: int, seed: int =
     features = features_at(images, img, gy, gx)
     truth = np.array([images[i].truth[y, x] for i, y, x in zip(img, gy, gx)], np.int64)
     pred = np.array([images[i].prediction[y, x] for i, y, x in zip(img, gy, gx)], np.int64)
-    roles = [bane_roles(p) if labelled else np.full(p.grid, UNLABELLED, np.int64) for p in images]
+    roles = [_roles(p, loss, seed) if labelled else np.full(p.grid, UNLABELLED, np.int64) for p in images]
     role = np.array([roles[i][y, x] for i, y, x in zip(img, gy, gx)], np.int64)
+    w_h = loss.w_h if loss is not None else w_h
     anchors, anchor_classes = layer_anchors(images, k, w_h) if labelled else (np.zeros((0, features.shape[1]),
                                                                                        np.float32), np.zeros(0, np.int64))
     return PixelSample(layer=int(layer), features=features, image=img, gy=gy, gx=gx, truth=truth, prediction=pred,
@@ -185,19 +190,27 @@ def features_at(images: Sequence[LayerPixels], image: np.ndarray, gy: np.ndarray
     return out
 
 
-def same_pixels(sample: PixelSample, images: Sequence[LayerPixels]) -> PixelSample:
+def _roles(pixels: LayerPixels, loss: LossConfig | None, seed: int) -> np.ndarray:
+    if loss is None:
+        return bane_roles(pixels)
+    return bane_roles(pixels, loss.bane_percent, loss.bane_rule, seed)
+
+
+def same_pixels(sample: PixelSample, images: Sequence[LayerPixels], loss: LossConfig | None = None,
+                seed: int = 0) -> PixelSample:
     """`sample`'s exact cells read from another model's `images` (same images, same layer): for side-by-side
-    views of two checkpoints. Raises ValueError when that model's grid differs."""
+    views of two checkpoints; `loss`: that model's loss settings. Raises ValueError when its grid differs."""
     grids = [p.grid for p in images]
     if grids != sample.grids:
         raise ValueError(f"the two models have different grids at {LAYER_NAMES[sample.layer]} ({sample.grids[0]} vs "
                          f"{grids[0]}), so their pixels cannot be matched one to one")
     pred = np.array([images[i].prediction[y, x] for i, y, x in zip(sample.image, sample.gy, sample.gx)], np.int64)
     labelled = sample.balanced_by == "ground truth"
-    roles = [bane_roles(p) if labelled else np.full(p.grid, UNLABELLED, np.int64) for p in images]
+    roles = [_roles(p, loss, seed) if labelled else np.full(p.grid, UNLABELLED, np.int64) for p in images]
     role = np.array([roles[i][y, x] for i, y, x in zip(sample.image, sample.gy, sample.gx)], np.int64)
     k = int(max(sample.truth.max(initial=0), sample.prediction.max(initial=0), pred.max(initial=0)) + 1)
-    anchors, anchor_classes = layer_anchors(images, max(k, int(sample.anchor_classes.max(initial=-1)) + 1)) \
+    anchors, anchor_classes = layer_anchors(images, max(k, int(sample.anchor_classes.max(initial=-1)) + 1),
+                                            loss.w_h if loss is not None else 0.5) \
         if labelled else (np.zeros((0, sample.features.shape[1]), np.float32), np.zeros(0, np.int64))
     return PixelSample(layer=sample.layer, features=features_at(images, sample.image, sample.gy, sample.gx),
                        image=sample.image, gy=sample.gy, gx=sample.gx, truth=sample.truth, prediction=pred,

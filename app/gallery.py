@@ -1,0 +1,51 @@
+"""The sample thumbnails above the tabs: one gallery per sample set, a click opens that sample in every tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from app.lab import Lab
+
+THUMB_HEIGHT = 72  # px
+MAX_THUMBS = 60  # per set: the dropdown above lists them all
+
+
+def thumbnail(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+
+
+def build_gallery(lab: Lab) -> list[Any]:
+    """The gallery and its set picker; returns the events that open a sample (for `app.main.wire_inputs`)."""
+    samples = lab.samples
+    sets = samples.set_labels()
+    cache: dict[str, list[tuple[np.ndarray, str]]] = {}
+
+    def thumbs(set_label: str | None) -> list[tuple[np.ndarray, str]]:
+        if set_label not in cache:
+            names = samples.names_in_set(set_label)[:MAX_THUMBS]
+            cache[set_label] = [(thumbnail(samples.load(n)[0]), n.rsplit("/", 1)[-1]) for n in names]
+        return cache[set_label]
+
+    with gr.Accordion("Sample thumbnails", open=bool(sets)):
+        with gr.Row():
+            which = gr.Radio(sets, value=sets[0] if sets else None, label="Samples from", scale=1)
+            gr.Markdown("Click a thumbnail to open it in every tab. The **Images** tab ranks a whole split by how "
+                        "well the model does on each image.")
+        pictures = gr.Gallery(label="Samples", columns=10, height=190, allow_preview=False, show_label=False,
+                              object_fit="contain")
+
+    def open_thumbnail(set_label: str | None, evt: gr.SelectData):
+        names = samples.names_in_set(set_label)[:MAX_THUMBS]
+        if not 0 <= evt.index < len(names):
+            return gr.skip(), gr.skip()
+        return names[evt.index], samples.load(names[evt.index])[0]
+
+    which.input(thumbs, which, pictures, api_name="thumbnails", concurrency_limit=4)
+    lab.on_page_load(lambda set_label: thumbs(set_label), [which], [pictures])
+    return [pictures.select(open_thumbnail, which, [lab.components["sample"], lab.components["image"]],
+                            api_name="open_thumbnail", concurrency_limit=4)]
