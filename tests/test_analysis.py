@@ -135,8 +135,9 @@ def test_prediction_maps_and_overlay(run, sample):
 
 def test_spatial_attention_row(run, sample):
     H, W = sample[0].shape[:2]
-    overlay, row = attention.render_spatial(run, H / 2, W / 3)
+    overlay, row, scale = attention.render_spatial(run, H / 2, W / 3)
     assert row.shape == run.output.crm.grid and abs(row.sum() - 1.0) < 1e-4
+    assert scale.lo == 0.0 and abs(scale.hi - row.max()) < 1e-6  # 0 to the row's largest weight
     assert overlay.shape == (H, W, 3) and overlay.dtype == np.uint8
     with pytest.raises(ValueError, match="outside"):
         attention.spatial_row(run.output.crm, (H, W), H, 0)
