@@ -100,7 +100,11 @@ def check_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
                 "std_better": sa, "std_worse": sb, "held": ma > mb,
                 "finished": all(r.finished for r in (*runs_a, *runs_b)),
                 "wobble": wobble, "seed_se": seed_se,
-                "within_noise": (within := abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0)),
+                # with neither a late-curve wobble nor a second seed the noise is unknown: no difference is outside it
+                "noise_measured": (measured := seed_se is not None or any(
+                    r.late_wobble is not None for r in (*runs_a, *runs_b))),
+                "within_noise": (within := not measured
+                                 or abs(ma - mb) <= NOISE_FACTOR * max(wobble, seed_se or 0.0)),
                 "verdict": verdict(ma - mb, within),
                 "per_seed_delta": paired_deltas(runs_a, runs_b),
                 "late_mean_delta": late_delta,

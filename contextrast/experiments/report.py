@@ -51,7 +51,7 @@ def reading(claims: Sequence[dict[str, Any]]) -> list[str]:
     if by["refuted"]:
         lines.append(f"- **Refuted** (outside noise, the other way): {listed(by['refuted'])}.")
     if by["undecided"]:
-        lines.append(f"- **Undecided** (inside noise): {listed(by['undecided'])}.")
+        lines.append(f"- **Undecided** (inside noise, or noise not measured): {listed(by['undecided'])}.")
     lines += ["", "For someone choosing these methods: a held claim is an effect this scale can see; an undecided one "
               "is a direction at most, and more seeds (not a longer table) would settle it.", ""]
     return lines
@@ -91,8 +91,8 @@ def split_rows(results: Sequence[RunResult]) -> list[str]:
     if not names:
         return []
     lines = ["", "## Every split evaluated", "",
-             "mIoU % single scale (flip-tested in brackets); \"held out\": no image of the split is in the run's "
-             "training split.", "",
+             "mIoU % single scale (flip-tested in brackets); \"held out\": no image of the split comes from a "
+             "sequence (or city) of the run's training split.", "",
              "| run | train split | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for r in sorted(results, key=lambda r: (r.key, r.seed)):
         cells = []
@@ -183,7 +183,10 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             agrees = (c["late_mean_delta"] > 0) == c["held"]
             caveats.append(f"last-{LATE_POINTS} means differ by {100 * c['late_mean_delta']:+.2f} points, which "
                            + ("agrees" if agrees else "disagrees"))
-        if c.get("within_noise"):
+        if c.get("noise_measured") is False:
+            caveats.append("noise not measured (one seed per side and fewer than "
+                           f"{LATE_POINTS} val evaluations per run), so no difference counts as outside it")
+        elif c.get("within_noise"):
             noise, what = max((c["wobble"], "the larger wobble"), (c.get("seed_se") or 0.0, "the seed standard error"))
             caveats.append(f"within noise: |Δ| ≤ {NOISE_FACTOR:g} × {what} ({100 * noise:.2f})")
         if not c.get("finished", True):

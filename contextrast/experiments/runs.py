@@ -110,15 +110,17 @@ def checkpoint_of(run_dir: Path, kind: str) -> Path:
 
 
 def held_out(dataset, data: str, train_split: str) -> bool | None:
-    """Whether no image of `dataset` is in the run's training split (by sample name); None when that split
-    cannot be listed here (another machine's path, a generated dataset)."""
+    """Whether no image of `dataset` shares a group (CamVid's sequence, Cityscapes' city: `sample_group`) with
+    the run's training split: frames of a sequence the model trained on are not a street it never saw. None when
+    that split cannot be listed here (another machine's path, a generated dataset)."""
     from contextrast.data import build_dataset
+    from contextrast.data.splits import sample_group
 
     try:
-        seen = set(build_dataset(data, train_split).names)
+        seen = {sample_group(n) for n in build_dataset(data, train_split).names}
     except (ValueError, FileNotFoundError):
         return None
-    return not (seen & set(dataset.names))
+    return not (seen & {sample_group(n) for n in dataset.names})
 
 
 def summarise_run(run_dir: str | Path, datasets: Mapping[str, Any], data: str = "", device: str = "cpu",
