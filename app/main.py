@@ -208,7 +208,7 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
         from contextrast.jobs import ensure_worker_running
 
         try:
-            if ensure_worker_running(runs_dir) is not None:
+            if ensure_worker_running(runs_dir, exit_with_parent=True) is not None:
                 print(f"started a fine-tuning worker in the background (log: {Path(runs_dir) / 'worker.log'})",
                       flush=True)
         except ValueError as e:

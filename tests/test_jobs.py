@@ -468,3 +468,26 @@ def test_job_control_answers_unknown_ids_bounds_names_and_writes_strict_json(run
     text = (runs / "jobs" / job["id"] / "job.json").read_text()
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in job.json"))
     assert record["best_miou"] is None and record["last_log"]["total"] is None
+
+
+def test_a_worker_started_for_the_app_exits_when_the_app_is_gone(runs):
+    """`contextrast app` starts its worker with exit_with_parent: once the app process is gone (killed here), the
+    worker stops by itself and unregisters; a worker started for `jobs submit` (no flag) would stay."""
+    from contextrast.jobs.store import open_store
+
+    starter = (f"import sys; from contextrast.jobs import ensure_worker_running; "
+               f"p = ensure_worker_running({str(runs)!r}, exit_with_parent=True); print(p.pid, flush=True); "
+               f"import time; time.sleep(600)")
+    app = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    worker_pid = int(app.stdout.readline())
+    try:
+        wait_for(lambda: open_store(runs).live_workers(), "the worker's first heartbeat", timeout=90)
+        assert pid_alive(worker_pid)
+        app.kill()  # the app dies without a chance to clean up
+        app.wait(10)
+        wait_for(lambda: not pid_alive(worker_pid), "the worker to exit after its app", timeout=60)
+    finally:
+        app.kill()
+        if pid_alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+    assert open_store(runs).live_workers() == []

@@ -7,11 +7,15 @@ crashes. At start, and every `SCAN_S` seconds, running jobs whose worker died ar
 `interrupted`, and queued jobs whose message was lost (a worker killed between taking it and claiming
 the job) are sent again. SIGTERM (or a second Ctrl-C) stops at once: the training processes are
 killed and their jobs marked `interrupted` (resumable); one Ctrl-C waits for the running jobs to end.
+A worker the app started (`--exit-with-parent`) does the same as one Ctrl-C when the app is gone: it finishes
+its running jobs, then exits, so killing the app leaves no worker behind; queued jobs wait for the next one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -38,10 +42,15 @@ def _recover_jobs(queue: JobQueue) -> None:
         log.warning("job %s queued again (its message was lost)", job_id)
 
 
-def _keep_alive(queue: JobQueue, identity: str, stop: threading.Event) -> None:
-    """Beat for this worker; now and then look for jobs orphaned by dead workers."""
+def _keep_alive(queue: JobQueue, identity: str, stop: threading.Event, parent: int | None = None) -> None:
+    """Beat for this worker; now and then look for jobs orphaned by dead workers. With `parent` (a pid), stop
+    gracefully once this process's parent is no longer that process (the app that started it is gone)."""
     scans = 0.0
     while not stop.is_set():
+        if parent is not None and os.getppid() != parent:
+            log.warning("the app that started this worker is gone: finishing the running jobs, then exiting")
+            parent = None
+            os.kill(os.getpid(), signal.SIGINT)  # huey's graceful stop: running jobs end, nothing new starts
         try:
             queue.store.beat_worker(identity)
             scans += HEARTBEAT_S
@@ -61,8 +70,10 @@ def refusals_in_one_line(record: logging.LogRecord) -> bool:
     return True
 
 
-def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str | None = None) -> int:
-    """Serve the queue of `runs_dir` until SIGINT/SIGTERM. Blocks; call from the main thread."""
+def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str | None = None,
+               exit_with_parent: bool = False) -> int:
+    """Serve the queue of `runs_dir` until SIGINT/SIGTERM (or, with `exit_with_parent`, until the process that
+    started it is gone and the running jobs have ended). Blocks; call from the main thread."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
     check_runs_dir_writable(runs_dir)
@@ -76,7 +87,8 @@ def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str |
     print(f"contextrast worker {identity}: {workers} job slot(s), queue {queue.where()}, runs in {queue.runs_dir}",
           flush=True)
     stop = threading.Event()
-    threading.Thread(target=_keep_alive, args=(queue, identity, stop), daemon=True).start()
+    parent = os.getppid() if exit_with_parent else None
+    threading.Thread(target=_keep_alive, args=(queue, identity, stop, parent), daemon=True).start()
     consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
                                           initial_delay=0.1, backoff=1.15, max_delay=1.0)
     try:
@@ -90,11 +102,13 @@ def run_worker(runs_dir: str | Path = "runs", workers: int = 1, redis_url: str |
     return 0
 
 
-def ensure_worker_running(runs_dir: str | Path = "runs") -> subprocess.Popen | None:
+def ensure_worker_running(runs_dir: str | Path = "runs", exit_with_parent: bool = False) -> subprocess.Popen | None:
     """Start `contextrast worker --runs-dir RUNS` in the background unless a live worker serves this
     queue (on this machine, or any machine when the queue is in Redis). → the new process or None.
 
-    Its output goes to runs_dir/worker.log; it runs in its own session, so it outlives the app.
+    Its output goes to runs_dir/worker.log; it runs in its own session, so a Ctrl-C of the caller does not reach
+    it. With `exit_with_parent` (the app) it exits once the caller is gone and its running jobs have ended;
+    without (`jobs submit`, which returns at once) it stays.
     ValueError when the runs dir cannot be written.
     """
     runs = check_runs_dir_writable(runs_dir)
@@ -102,7 +116,8 @@ def ensure_worker_running(runs_dir: str | Path = "runs") -> subprocess.Popen | N
         return None
     out = open(runs / WORKER_LOG, "a", encoding="utf-8")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen([sys.executable, "-m", "contextrast.cli", "worker", "--runs-dir", str(runs)],
+        command = [sys.executable, "-m", "contextrast.cli", "worker", "--runs-dir", str(runs)]
+        return subprocess.Popen(command + (["--exit-with-parent"] if exit_with_parent else []),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     finally:
