@@ -51,6 +51,14 @@ class Context:
     def palette(self) -> list[list[int]]:
         return self.loaded.card.palette
 
+    def class_index(self, name: str | None, any_class: str) -> int | None:
+        """A class menu's choice → the class id, or None for `any_class` (the menu's "all"/"auto" entry)."""
+        if name in (None, "", any_class):
+            return None
+        if name not in self.classes:
+            raise ValueError(f"unknown class {name!r}; this model's classes: {', '.join(self.classes)}")
+        return self.classes.index(name)
+
     def status(self, *lines: str) -> str:
         """A view's text: the input's notices, which image and model it shows, then `lines`."""
         return status(notices_md(self.input.notices), f"**{self.input.name}** · model `{self.loaded.name}`", *lines)

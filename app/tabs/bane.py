@@ -46,12 +46,7 @@ def draw(lab: Lab, ctx: Context, k_s: float, layer: int | None, cls_name: str | 
     if untrained:
         return blank(ctx, untrained), {}
     classes = ctx.classes
-    if cls_name in (None, "", AUTO):
-        cls = None
-    elif cls_name in classes:
-        cls = classes.index(cls_name)
-    else:
-        raise ValueError(f"unknown class {cls_name!r}; this model's classes: {', '.join(classes)}")
+    cls = ctx.class_index(cls_name, AUTO)
     config = cards.training_loss(ctx.loaded.card)
     key = (ctx.loaded.name, digest(ctx.input.rgb), digest(ctx.input.labels), float(k_s))
 

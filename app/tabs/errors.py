@@ -45,12 +45,7 @@ def draw_image(lab: Lab, ctx: Context, cls_name: str | None, mistakes: bool, sec
                 status(notices_md(ctx.input.notices), "> ℹ️ The Errors view needs a ground truth: pick a labelled "
                        "sample, or upload a label map (PNG of class ids) with your image.")]
     classes = ctx.classes
-    if cls_name in (None, "", ALL_CLASSES):
-        c = None
-    elif cls_name in classes:
-        c = classes.index(cls_name)
-    else:
-        raise ValueError(f"unknown class {cls_name!r}; this model's classes: {', '.join(classes)}")
+    c = ctx.class_index(cls_name, ALL_CLASSES)
     pred = prediction_maps(ctx.run.logits).labels
     view = errors.render_outcomes(ctx.input.rgb, pred, truth, c, bool(mistakes))
     counts = " · ".join(f"{k}: {v}" for k, v in view.counts.items())
