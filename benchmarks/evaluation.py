@@ -41,7 +41,8 @@ SPLIT = "val"
 
 
 def camvid_subject(checkpoints_dir: str | Path = ROOT / "checkpoints") -> tuple[Path, str] | str:
-    """(checkpoint, data spec) of the shipped CamVid model with the best val mIoU, or why there is none."""
+    """(checkpoint, data spec) of the shipped CamVid model with the best val mIoU, or why there is none. The data
+    is the card's when it names a folder, else `$CAMVID`, else `data/camvid` in the checkout."""
     from contextrast.data import build_dataset
     from contextrast.engine.checkpoint import read_card
 
@@ -51,7 +52,9 @@ def camvid_subject(checkpoints_dir: str | Path = ROOT / "checkpoints") -> tuple[
         return f"no shipped checkpoint trained on CamVid in {checkpoints_dir}"
     path, card = max(camvid, key=lambda pc: float((pc[1].metrics or {}).get("val_miou") or 0.0))
     name, _, root = str(card.dataset).partition(":")
-    spec = f"{name}:{(ROOT / root) if root and not Path(root).is_absolute() else root}"
+    if not root or root == "<root>":  # a shipped card names the dataset, not the training machine's folder
+        root = os.environ.get("CAMVID") or "data/camvid"
+    spec = f"{name}:{(ROOT / root) if not Path(root).is_absolute() else root}"
     try:
         build_dataset(spec, SPLIT)
     except (FileNotFoundError, ValueError) as e:

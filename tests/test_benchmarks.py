@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from data_paths import CAMVID
 from torch import nn
 
 from benchmarks import app_interactions, gpu, limits, report
@@ -256,8 +257,10 @@ def test_trainer_throughput_runs_each_variant_in_its_own_process_on_the_same_cro
     assert "error" in broken and "optimizer" in broken["error"]  # a failing variant becomes a note
 
 
-def test_eval_and_bare_forward_run_over_the_same_images():
+def test_eval_and_bare_forward_run_over_the_same_images(monkeypatch):
     from benchmarks import evaluation
+
+    monkeypatch.setenv("CAMVID", str(CAMVID))
 
     found = evaluation.camvid_subject()
     if isinstance(found, str):
