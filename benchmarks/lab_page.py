@@ -127,8 +127,13 @@ class LabPage:
                 + [f"message: {m}" for m in self.messages()])
 
     def shot(self, path: str | Path) -> None:
-        """A screenshot of the whole page, once its pictures have loaded."""
-        self.page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30000, polling=100)
+        """A screenshot of the whole page, once its visible pictures have loaded. Pictures in tabs not shown (a
+        hidden tab redrawn for a new input) are not waited for: lazy images there load only when shown; the ones
+        shown are made eager so that those below the fold load for the full-page shot."""
+        self.page.wait_for_function(
+            "() => [...document.images].filter(i => i.offsetParent !== null)"
+            ".every(i => { if (i.loading === 'lazy') i.loading = 'eager'; return i.complete; })",
+            timeout=30000, polling=100)
         self.page.screenshot(path=str(path), full_page=True)
 
     def upload(self, label: str, path: str | Path) -> None:
