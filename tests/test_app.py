@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from data_paths import CAMVID
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -271,11 +272,10 @@ def test_clicking_the_crm_image_picks_the_query_pixel(lab):
     assert np.array_equal(overlay[1::3, 1:3 * 160:3], expected)
 
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared/data/camvid"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid is not at ../shared/data/camvid")
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"no CamVid at {CAMVID} (set $CAMVID)")
 def test_data_spec_adds_a_browsable_labelled_split():
     from app.samples import Samples
 

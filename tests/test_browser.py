@@ -1,5 +1,5 @@
 """The lab in a real browser: headless Chromium (driven by Playwright, `benchmarks.lab_page.LabPage`) walks every
-tab on a CamVid sample (the toy sample when CamVid is not at ../shared/data/camvid) and then on an uploaded image
+tab on a CamVid sample (the toy sample when CamVid is absent: $CAMVID, else ../shared/data/camvid) and then on an uploaded image
 with its label map, clicks what each tab invites, and fails on any "Error" badge, toast or lab message.
 
 Screenshots of every tab go to the test's temporary folder, or to $LAB_BROWSER_SHOTS when it is set. Skips when
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import CAMVID
 from lab_helpers import free_port
 from PIL import Image
 
@@ -20,7 +21,6 @@ pytest.importorskip("playwright.sync_api")
 from benchmarks.lab_page import MESSAGES_JS, LabPage, browser, chromium  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CAMVID = Path(os.environ.get("CAMVID") or Path(__file__).resolve().parents[2] / "shared/data/camvid")
 HAS_CAMVID = (CAMVID / "val").is_dir() and (CAMVID / "valannot").is_dir()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium() is None, reason="chromium is not installed")]
 WAIT_S = 240.0  # a forward pass of the CamVid models on a busy 2-core machine takes seconds

@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from data_paths import CAMVID as CAMVID_DIR
 from lab_helpers import free_port, write_checkpoint
 from PIL import Image
 
@@ -22,7 +23,6 @@ from contextrast.data.classes import CAMVID
 from contextrast.data.toy import TOY
 
 SAMPLE = "toy/val_00000"
-CAMVID_DIR = Path(__file__).resolve().parents[2] / "shared/data/camvid"
 
 
 def camvid_checkpoint(path: Path) -> Path:
@@ -79,7 +79,7 @@ def test_camvid_void_label_in_an_uploaded_label_map_is_ignore(lab):
         resolve_input(demo.lab.samples, card, UPLOAD, str(root / "street.png"), str(root / "bad_annot.png"), 2048)
 
 
-@pytest.mark.skipif(not (CAMVID_DIR / "valannot").is_dir(), reason="CamVid is not at ../shared/data/camvid")
+@pytest.mark.skipif(not (CAMVID_DIR / "valannot").is_dir(), reason=f"no CamVid at {CAMVID_DIR} (set $CAMVID)")
 def test_camvid_own_annotation_is_accepted_as_an_upload(lab):
     demo, _ = lab
     name = sorted((CAMVID_DIR / "val").glob("*.png"))[0].name
