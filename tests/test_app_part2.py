@@ -149,6 +149,22 @@ def test_clicks_on_the_scatter_picture_and_on_the_image(lab):
         boxed = fns["embeddings_click_scatter"].fn(*args)
         state = boxed[8]
     assert state.selection is not None and len(state.selection) > 1 and "Box selection" in boxed[0]
+    # a lasso of four corners around every dot, closed on its first corner, selects what the box did
+    def click(state, mode, u, v):
+        args, *_ = helpers.special_args(fns["embeddings_click_scatter"].fn, [state, "ground truth", mode, CLASSES],
+                                        None, SelectData(None, {"index": [float(u), float(v)], "value": None}))
+        return fns["embeddings_click_scatter"].fn(*args)
+
+    lasso, boxed_selection = "lasso: click around, end on the first corner", state.selection
+    corners = [(u0 - 3, v0 - 3), (u1 + 3, v0 - 3), (u1 + 3, v1 + 3), (u0 - 3, v1 + 3)]
+    for n, (u, v) in enumerate(corners, start=1):
+        out = click(state, lasso, u, v)
+        state = out[8]
+        assert len(state.corners) == n and f"corner {n}" in out[0] and out[1].shape == (*canvas.size, 3)
+    out = click(state, lasso, corners[0][0] + 2, corners[0][1] + 2)  # near the first corner: closes it
+    state = out[8]
+    assert state.corners == () and "Lasso selection" in out[0]
+    assert np.array_equal(state.selection, boxed_selection)
 
 
 def test_a_new_image_or_model_redraws_the_views_and_clears_an_outdated_projection(lab):
@@ -250,7 +266,7 @@ def test_split_metrics_equal_contextrast_eval(lab):
 
 def test_split_comparison_counts_add_up(lab):
     _, client, _ = lab
-    *_, metrics, info = call(client, "/errors_split", "toy-a", SPEC, "val", 2, "toy-b", False)
+    _, ious, table, metrics, info = call(client, "/errors_split", "toy-a", SPEC, "val", 2, "toy-b", False)
     import re
 
     labelled = int(re.search(r"Over (\d+) labelled pixels", info).group(1))
@@ -259,6 +275,16 @@ def test_split_comparison_counts_add_up(lab):
     right = int(re.search(r"both right (\d+)", info).group(1))
     wrong = int(re.search(r"both wrong (\d+)", info).group(1))
     assert fixed + broken + right + wrong == labelled == int(np.asarray(metrics["confusion"]).sum())
+    # B's own per-class IoU beside A's, and the difference, in the table and the chart
+    metrics_b = call(client, "/errors_split", "toy-b", SPEC, "val", 2, "(none)", False)[3]
+    table = table.get("value", table)
+    assert table["headers"][-2:] == ["IoU % of toy-b", "Δ IoU (toy-b − A)"]
+    for row in table["data"]:
+        a, b = metrics["per_class_iou"][row[0]], metrics_b["per_class_iou"][row[0]]
+        assert row[-2] == (None if b is None else pytest.approx(round(100 * b, 2)))
+        assert row[-1] == (None if a is None or b is None else pytest.approx(round(100 * (b - a), 2)))
+    assert len(json.loads(ious["plot"])["data"]) >= 2  # bars of A and of B
+    assert f"{100 * metrics_b['miou']:.2f} %" in info
 
 
 def test_split_bad_inputs(lab):

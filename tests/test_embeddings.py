@@ -166,3 +166,15 @@ def test_bad_layer(setting, layer):
     _, _, images, runs = setting
     with pytest.raises(ValueError, match="layer must be"):
         emb.layer_pixels(runs[0], layer, images[0][1].astype(np.int64))
+
+
+def test_points_in_polygon_takes_the_dots_inside_a_lasso():
+    from contextrast.analysis.embeddings import ScatterCanvas, points_in_polygon
+
+    pixels = np.array([[10, 10], [50, 50], [90, 12], [20, 80], [np.nan, np.nan]], np.float64)
+    canvas = ScatterCanvas(size=(100, 100), left=0, top=0, x0=0.0, y1=0.0, sx=1.0, sy=1.0, pixels=pixels)
+    triangle = [(0, 0), (100, 0), (0, 100)]  # the upper-left half: (50, 50) and (20, 80) lie on its edge
+    assert points_in_polygon(canvas, triangle).tolist() == [0, 1, 3]  # (90, 12) is outside; hidden dots never count
+    assert points_in_polygon(canvas, [(60, 0), (100, 0), (100, 30)]).tolist() == [2]
+    with pytest.raises(ValueError, match="at least 3"):
+        points_in_polygon(canvas, [(0, 0), (5, 5)])

@@ -220,3 +220,88 @@ def test_start_up_prints_the_address_and_no_share_hint(tmp_path, capsys):
         assert "Contextrast Lab: http://127.0.0.1:" in out and "share=True" not in out
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------------------------------------ pictures say what they show
+def test_bane_says_when_every_distance_is_the_same():
+    from contextrast.analysis.bane import distance_note
+
+    thin = np.full((6, 8), np.nan)
+    thin[2, 1:7] = 1.0  # a one-pixel-thin error region: every pixel at distance 1
+    assert "one colour" in distance_note(thin, 1) and "random among the ties" in distance_note(thin, 1)
+    assert "keeps all of them" in distance_note(thin, 1, rule="percentile")
+    thick = thin.copy()
+    thick[3, 2:6] = 2.0
+    assert distance_note(thick, 1) == "" and distance_note(np.full((4, 4), np.nan), 0) == ""
+
+
+def test_crm_says_when_the_spatial_attention_ignores_the_query():
+    from types import SimpleNamespace
+
+    import torch
+
+    from contextrast.analysis.attention import query_dependence_note
+
+    def run_with(spatial):
+        crm = SimpleNamespace(channel_attn=torch.full((1, 4, 4), 0.25), spatial_attn=spatial[None])
+        return SimpleNamespace(output=SimpleNamespace(crm=crm))
+
+    same_row = torch.softmax(torch.randn(1, 12), -1).expand(12, 12)
+    assert "same for every query pixel" in query_dependence_note(run_with(same_row))
+    assert query_dependence_note(run_with(torch.eye(12))) == ""
+
+
+def test_srm_arrow_caption_says_shortened_when_the_factor_is_below_one():
+    from contextrast.analysis.offsets import arrow_scale, arrow_scale_sentence
+
+    flow = np.zeros((2, 8, 8), np.float32)
+    flow[0] = 6.0  # 6 grid px = 24 image px on a 32×32 image, longer than one arrow spacing (4 px)
+    factor = arrow_scale((32, 32, 3), flow, max_arrows=8)
+    assert factor < 1 and "shortened" in arrow_scale_sentence(factor) and "lengthened" not in arrow_scale_sentence(factor)
+    assert "lengthened" in arrow_scale_sentence(4.0) and "true length" in arrow_scale_sentence(1.0)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "camvid-scrnet-contextrast"
+
+
+@pytest.mark.skipif(not (CAMVID_DIR / "val").is_dir(), reason="CamVid not found")
+def test_shipped_srm_offsets_are_not_a_ring_at_the_border():
+    """The |Δ| maps of the shipped CamVid model: the outermost ring of grid cells does not reach much further than
+    the interior, so it does not set the colour scale (the bounded offsets of METHOD.md §1)."""
+    from contextrast.analysis.forward import run_model
+    from contextrast.analysis.offsets import magnitude
+    from contextrast.engine.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(SHIPPED)
+    rgb = np.asarray(Image.open(sorted((CAMVID_DIR / "val").glob("*.png"))[0]).convert("RGB"))
+    run = run_model(model.eval(), rgb)
+    for step in run.output.srm:
+        mag = magnitude(step.offset[0].float().numpy())
+        inner = mag[1:-1, 1:-1]
+        ring = np.concatenate([mag[0], mag[-1], mag[1:-1, 0], mag[1:-1, -1]])
+        assert ring.mean() < 1.5 * inner.mean()
+        assert np.percentile(mag, 99) <= 1.05 * np.percentile(inner, 99)
+
+
+# ------------------------------------------------------------------------------------------------ Train tab
+def test_train_eta_does_not_jump_with_each_log_interval(monkeypatch):
+    """The worker's own ETA (`eta_s`, from the last log interval's speed) jumps with validation pauses and a busy
+    machine; the tab's ETA is the mean rate since it first saw the job, so successive readings move smoothly."""
+    from app.tabs import train as train_tab
+
+    clock = [1000.0]
+    monkeypatch.setattr(train_tab.time, "time", lambda: clock[0])
+    watch, etas, jumpy, iteration = train_tab.EtaWatch(), [], [], 0
+    seconds_per_10 = [10, 10, 10, 10, 6, 30, 10, 25, 10, 10, 8, 12, 10, 10]  # a validation pause, a busy spell
+    for dt in seconds_per_10:
+        clock[0] += dt
+        iteration += 10
+        jumpy.append((200 - iteration) * dt / 10)  # what the last interval's speed alone says
+        etas.append(watch({"id": "j1", "started": "t0", "iteration": iteration, "total": 200, "eta_s": jumpy[-1]}))
+
+    def worst_jump(values):
+        return max(max(a / b, b / a) for a, b in zip(values, values[1:]))
+
+    assert etas[0] == jumpy[0]  # the first reading has no rate of its own yet: the worker's estimate stands in
+    assert worst_jump(jumpy[1:]) > 4 and worst_jump(etas[1:]) < 1.5
+    assert all(b < a for a, b in zip(etas[-6:], etas[-5:]))  # once the rate has settled it counts down

@@ -48,6 +48,25 @@ def test_update_step_moves_anchors_towards_the_deepest(toy):
         learn.update_step(run, labels, 0, 1.5, CLASSES, PALETTE)
 
 
+def test_update_step_draws_every_anchor_of_step_one_on_labelled_axes(toy):
+    run, labels = toy
+    step1 = learn.anchor_step(run, labels, 0, CLASSES, PALETTE)
+    step2 = learn.update_step(run, labels, 0, 0.5, CLASSES, PALETTE)
+    shallow, _, updated = step2.picture.data
+    assert len(shallow.x) == len(updated.x) == len(step1.picture.data[-1].x) >= 3
+    assert len(step2.picture.layout.annotations) == len(shallow.x)  # one arrow a → â per anchor
+    layout = step2.picture.layout
+    assert layout.xaxis.title.text and layout.yaxis.title.text
+
+
+def test_loss_step_temperature_axis_reads_the_swept_values(toy):
+    run, labels = toy
+    step, _, _ = learn.loss_step(run, labels, len(CLASSES), 0.1, 50, 0.5)
+    axis = step.picture.layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == list(learn.TAU_SWEEP)
+    assert list(axis.ticktext) == [f"{t:g}" for t in learn.TAU_SWEEP]  # "0.03 … 1", not plotly's "5 0.1 2 5 1"
+
+
 def test_bane_steps_count_what_the_loss_selects(toy):
     run, labels = toy
     steps = learn.bane_steps(run, labels, 1, 30, PALETTE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,27 @@ def test_fine_tune_from_checkpoint_with_other_class_count(tmp_path):
     cfg = tiny_config(tmp_path / "b", "train.iterations=1", f"train.init_from={first.final_checkpoint}")
     res = train(cfg, TrainHooks(progress_bar=False))
     assert res.status == "finished"
+
+
+def test_fine_tuned_card_carries_its_lineage_through_resume(tmp_path):
+    """A model fine-tuned from a trained one says so: the card lists the earlier stage (name, iterations, time),
+    its README counts the total time, and the lineage survives the parent being overwritten (a shipped model
+    fine-tuned into its own directory) and a resume."""
+    from contextrast.engine.card import read_card, render_readme, total_training_time_s
+
+    first = train(tiny_config(tmp_path / "a", "train.iterations=2"), TrainHooks(progress_bar=False))
+    parent = read_card(first.final_checkpoint)
+    assert parent.lineage == []
+    cfg = tiny_config(tmp_path / "b", "train.iterations=2", "train.ckpt_interval=1", f"train.init_from={first.final_checkpoint}")
+    stopped = train(cfg, TrainHooks(progress_bar=False, should_stop=lambda: "stop"))
+    assert stopped.status != "finished"
+    shutil.rmtree(first.final_checkpoint)  # the parent is gone (or overwritten) before the run resumes
+    res = train(cfg, TrainHooks(progress_bar=False))
+    card = read_card(res.final_checkpoint)
+    assert [s["name"] for s in card.lineage] == [parent.name]
+    assert card.lineage[0]["iteration"] == 2 and card.lineage[0]["training_time_s"] == parent.training_time_s
+    assert total_training_time_s(card) == pytest.approx(card.training_time_s + parent.training_time_s)
+    assert f"initialised from {parent.name}: 2 iterations" in render_readme(card)
 
 
 @pytest.mark.parametrize("override,match", [

@@ -56,7 +56,7 @@ def draw(lab: Lab, ctx: Context, k_s: float, layer: int | None, cls_name: str | 
 
     record = lab.store.records.get_or_make(key, make)
     cls = auto_class(record, layer, len(classes)) if cls is None else cls
-    v = bane.render(record, ctx.input.rgb, layer, cls, classes, scales.get("distance"))
+    v = bane.render(record, ctx.input.rgb, layer, cls, classes, scales.get("distance"), rule=config.bane_rule)
     counts = " · ".join(f"{k}: {n}" for k, n in v.counts.items())
     terms = " · ".join(f"{k} = {t:.4f}" for k, t in v.terms.items())
     text = ctx.status(
@@ -64,7 +64,7 @@ def draw(lab: Lab, ctx: Context, k_s: float, layer: int | None, cls_name: str | 
                   f"Loss settings from the model card: τ = {config.tau:g}, w_h = {config.w_h:g}, BANE rule "
                   f"{config.bane_rule}, distances at stride {config.bane_distance_stride or 'of each layer'}, "
                   f"K = {config.max_negatives}, P = {config.max_positives} (K_s as set above).",
-                  f"Loss terms on this image: {terms}")
+                  f"Loss terms on this image: {terms}", v.note)
     used = {"distance": v.distance_scale} if v.distance_scale is not None else {}
     return [with_scale(v.error, None), with_scale(v.distance, v.distance_scale), v.samples, v.losses, text], used
 

@@ -1,10 +1,12 @@
 """Embeddings tab: PCA (at once) then UMAP of a class-balanced sample of one projection head's pixel
 embeddings, for one image or several images of a split, one or two checkpoints on the same pixels.
-Click a dot to see its pixel, or draw a box (two clicks) to light its pixels up on the image; click the image to
+Click a dot to see its pixel, or draw a box (two clicks) or a lasso (clicks around a group) to light its
+pixels up on the image; click the image to
 find a pixel's dot; the class filter hides classes from the scatter."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +23,9 @@ from contextrast.analysis import embeddings as emb
 NO_MODEL = "(none)"
 THIS_IMAGE = "this image"
 SPLIT_IMAGES = "first images of the sample's split"
-PICK, BOX = "pick a dot", "box: click two corners"
+PICK, BOX, LASSO = "pick a dot", "box: click two corners", "lasso: click around, end on the first corner"
+CLOSE_PX = 12.0  # a lasso click this close to its first corner closes it
+MAX_CORNERS = 64
 MAX_IMAGES = 16
 
 
@@ -38,8 +42,8 @@ class EmbeddingView:
     projections: list[emb.Projection] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     headline: str = ""
-    selection: np.ndarray | None = None  # points of the last box
-    corner: tuple[float, float] | None = None  # the box's first corner, waiting for the second
+    selection: np.ndarray | None = None  # points of the last box or lasso
+    corners: tuple[tuple[float, float], ...] = ()  # a box's first corner or a lasso's corners, waiting for more
 
 
 def render(view: EmbeddingView, colour_by: str, point: int | None, note: str, shown: list[str] | None) -> list[Any]:
@@ -57,7 +61,7 @@ def render(view: EmbeddingView, colour_by: str, point: int | None, note: str, sh
     i, y, x = emb.pixel_of_point(a, point)
     if view.selection is not None and len(view.selection):
         located = emb.light_up(view.rgbs[i], a, view.selection, i)
-        where = f"{len(view.selection)} dots in the box; their pixels on **{view.names[i]}** are lit up."
+        where = f"{len(view.selection)} dots selected; their pixels on **{view.names[i]}** are lit up."
     else:
         located = emb.locate_pixel(view.rgbs[i], y, x, a.grids[i])
         preds = " / ".join(f"{m}: {emb.class_name(view.classes, int(s.prediction[point]))}"
@@ -115,7 +119,7 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
                                 label="Second checkpoint, same pixels", info="only checkpoints with the same classes")
         with gr.Row():
             shown = gr.CheckboxGroup(class_names, value=class_names, label="Classes shown (by ground truth)")
-            mode = gr.Radio([PICK, BOX], value=PICK, label="A click on the scatter")
+            mode = gr.Radio([PICK, BOX, LASSO], value=PICK, label="A click on the scatter")
         go_button = gr.Button("Project embeddings", variant="primary")
         message = message_box()
         info = gr.Markdown(elem_id="embeddings-info")
@@ -193,7 +197,7 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         view = _current(view)
         if point_value is None or not 0 <= int(point_value) < len(view.samples[0]):
             raise ValueError(f"point must be 0..{len(view.samples[0]) - 1}; got {point_value!r}")
-        view = replace(view, selection=None, corner=None)
+        view = replace(view, selection=None, corners=())
         return render(view, _colour(view, colour), int(point_value), f"Picked point {int(point_value)}.", classes_shown)
 
     def show_pixel(view, colour, image_value, y, x, classes_shown):
@@ -205,7 +209,7 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         hit = emb.point_at_pixel(view.samples[0], int(image_value), float(y), float(x))
         note = ("" if hit.exact else f"The cell of pixel x={int(x)}, y={int(y)} was not sampled; showing the nearest "
                                      "sampled pixel of that image.")
-        view = replace(view, selection=None, corner=None)
+        view = replace(view, selection=None, corners=())
         return render(view, _colour(view, colour), hit.point,
                       status(note, f"Pixel x={int(x)}, y={int(y)} of {view.names[int(image_value)]} → point "
                                    f"{hit.point}."), classes_shown)
@@ -218,19 +222,37 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         _, canvas = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
                                       classes=view.classes, shown=ids)
         if click_mode == BOX:
-            if view.corner is None:
-                view = replace(view, corner=(u, v))
+            if not view.corners:
+                view = replace(view, corners=((u, v),))
                 return [f"First corner at ({u:.0f}, {v:.0f}): click the opposite corner of the box.", *[gr.skip()] * 7,
                         view]
-            picked = emb.points_in_box(canvas, view.corner, (u, v))
-            view = replace(view, corner=None, selection=picked)
+            picked = emb.points_in_box(canvas, view.corners[0], (u, v))
+            view = replace(view, corners=(), selection=picked)
             if not len(picked):
                 raise ValueError("no dot lies in that box: draw it around some dots (two clicks)")
             return render(view, colour, int(picked[0]), f"Box selection: {len(picked)} dots.", classes_shown)
+        if click_mode == LASSO:
+            first = view.corners[0] if view.corners else None
+            closes = first is not None and len(view.corners) >= 3 and math.dist(first, (u, v)) <= CLOSE_PX
+            if not closes:
+                if len(view.corners) >= MAX_CORNERS:
+                    raise ValueError(f"a lasso has at most {MAX_CORNERS} corners: click its first corner to close it")
+                view = replace(view, corners=(*view.corners, (u, v)))
+                picture, _ = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
+                                               classes=view.classes, shown=ids, selected=view.selection)
+                return [f"Lasso corner {len(view.corners)} at ({u:.0f}, {v:.0f}); "
+                        + ("click the first corner (red dot) to close it." if len(view.corners) >= 3
+                           else "go on clicking around the dots you want."),
+                        emb.draw_lasso(picture, view.corners), *[gr.skip()] * 6, view]
+            picked = emb.points_in_polygon(canvas, view.corners)
+            view = replace(view, corners=(), selection=picked)
+            if not len(picked):
+                raise ValueError("no dot lies inside that lasso: draw it around some dots")
+            return render(view, colour, int(picked[0]), f"Lasso selection: {len(picked)} dots.", classes_shown)
         picked = emb.pick_point(canvas, u, v)
         if picked is None:
             raise ValueError(f"no dot near ({u:.0f}, {v:.0f}): click closer to a dot (the last picture stays)")
-        view = replace(view, selection=None, corner=None)
+        view = replace(view, selection=None, corners=())
         return render(view, colour, picked, f"Clicked the scatter at ({u:.0f}, {v:.0f}) → point {picked}.",
                       classes_shown)
 

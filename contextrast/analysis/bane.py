@@ -165,6 +165,7 @@ class BaneViews:
     counts: dict[str, int]
     terms: dict[str, float]
     captions: dict[str, str] = field(default_factory=lambda: dict(CAPTIONS))
+    note: str = ""  # `distance_note` of the distance map, when it says something
 
 
 def distance_scale(dist: np.ndarray, layer: int) -> Scale:
@@ -174,8 +175,21 @@ def distance_scale(dist: np.ndarray, layer: int) -> Scale:
     return Scale(0.0, top, "inferno", f"E{layer + 1} grid px")
 
 
+def distance_note(dist: np.ndarray, layer: int, rule: str = "rank") -> str:
+    """A sentence when every error pixel of the map lies at the same distance (thin regions on a coarse grid):
+    the picture is then one colour, and which pixels BANE keeps is decided by the rule's tie-break alone. "" when
+    the distances differ or there is no error region. `dist`: (h, w) distances, NaN outside the region."""
+    finite = dist[np.isfinite(dist)]
+    if finite.size < 2 or float(finite.max() - finite.min()) > 1e-6:
+        return ""
+    ties = ("the rank rule keeps K_s % of them, drawn at random among the ties" if rule == "rank"
+            else "the percentile rule keeps all of them, whatever K_s is")
+    return (f"Every one of the {finite.size} error pixels lies {finite.max():g} E{layer + 1} grid px from its region's "
+            f"edge (the regions are that thin at this grid), so the map shows one colour: {ties}.")
+
+
 def render(record: LossRecord, rgb: np.ndarray, layer: int, cls: int, classes: Sequence[str],
-           scale: Scale | None = None) -> BaneViews:
+           scale: Scale | None = None, rule: str = "rank") -> BaneViews:
     """All BANE pictures of `layer` (0..3) and class `cls` for the one image of `record`; `scale` replaces the
     distance map's own (to keep one scale across images, layers and models)."""
     if not 0 <= cls < len(classes):
@@ -184,9 +198,10 @@ def render(record: LossRecord, rgb: np.ndarray, layer: int, cls: int, classes: S
     size = rgb.shape[:2]
     region = error_region(rec, cls)
     error = blend(rgb, np.full_like(rgb, (239, 68, 68)), resize_to(region.astype(np.float32), size, nearest=True) * 0.7)
-    used = None
+    used, note = None, ""
     if rec.error_distance is not None:
         dist = error_distance(rec, cls)
+        note = distance_note(dist, layer, rule)
         used = scale or distance_scale(dist, layer)
         heat = resize_to(used.rgb(np.nan_to_num(dist, nan=0.0)), size, nearest=True)
         distance = blend((rgb * 0.35).astype(np.uint8), heat, resize_to(region.astype(np.float32), size, nearest=True))
@@ -197,5 +212,5 @@ def render(record: LossRecord, rgb: np.ndarray, layer: int, cls: int, classes: S
     return BaneViews(
         layer=layer, cls=cls, error=error, distance=distance, distance_scale=used,
         samples=samples_figure(rgb, rec, drawn, title), losses=class_loss_figure(record, classes),
-        counts={ROLE_NAMES[r]: drawn.count(r) for r in ROLE_STYLE}, terms=dict(record.terms),
+        counts={ROLE_NAMES[r]: drawn.count(r) for r in ROLE_STYLE}, terms=dict(record.terms), note=note,
     )

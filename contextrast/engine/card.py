@@ -43,6 +43,9 @@ class ModelCard:
     hardware: str = ""
     code_version: str = ""
     created: str = ""  # ISO 8601 UTC; filled by save_checkpoint when empty
+    # the earlier training stages this one was initialised from, oldest first (see `lineage_of`); empty for a
+    # model trained from scratch. `training_time_s` and `iteration` count this stage only.
+    lineage: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.palette and len(self.palette) != len(self.classes):
@@ -72,6 +75,34 @@ class ModelCard:
         if missing:
             raise ValueError(f"model card lacks required keys {missing}")
         return cls(**d)
+
+
+LINEAGE_FILE = "lineage.json"  # in a run directory: the stages its `train.init_from` checkpoint carried
+
+
+def lineage_of(parent: ModelCard) -> list[dict[str, Any]]:
+    """The lineage a model initialised from `parent` carries: `parent`'s own stages, then `parent` itself
+    (its name, iterations, training time, recipe and provenance), oldest first."""
+    stage = {"name": parent.name, "iteration": parent.iteration, "training_time_s": parent.training_time_s,
+             "train": dict(parent.train), "hardware": parent.hardware, "code_version": parent.code_version,
+             "created": parent.created}
+    return [*parent.lineage, stage]
+
+
+def read_run_lineage(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The lineage a run directory recorded when it started (`LINEAGE_FILE`); [] when it has none."""
+    path = Path(run_dir) / LINEAGE_FILE
+    if not path.is_file():
+        return []
+    value = read_json(path)
+    if not isinstance(value, list) or not all(isinstance(s, dict) for s in value):
+        raise ValueError(f"{path} must hold a JSON list of training stages")
+    return value
+
+
+def total_training_time_s(card: ModelCard) -> float:
+    """Training time of the card's stage and of every stage in its lineage."""
+    return card.training_time_s + sum(float(s.get("training_time_s", 0.0)) for s in card.lineage)
 
 
 def render_readme(card: ModelCard, location: str | None = None) -> str:
@@ -110,7 +141,11 @@ def render_readme(card: ModelCard, location: str | None = None) -> str:
         "## Provenance",
         "",
         f"- iterations: {card.iteration}",
-        f"- training time: {card.training_time_s / 3600:.2f} h ({card.training_time_s:.0f} s)",
+        f"- training time: {card.training_time_s / 3600:.2f} h ({card.training_time_s:.0f} s)"
+        + (f" for this stage; {total_training_time_s(card) / 3600:.2f} h with the stages below" if card.lineage else ""),
+        *[f"- initialised from {s['name']}: {s.get('iteration', '?')} iterations, "
+          f"{float(s.get('training_time_s', 0)) / 3600:.2f} h, lr {s.get('train', {}).get('lr', '?')}, "
+          f"created {s.get('created') or 'unknown'}" for s in reversed(card.lineage)],
         f"- hardware: {card.hardware or 'unknown'}",
         f"- code version: {card.code_version or 'unknown'}",
         f"- created: {card.created or 'unknown'}",

@@ -34,8 +34,9 @@ from contextrast.config import ExperimentConfig, replace, save_config
 from contextrast.data import build_dataset
 from contextrast.data.statistics import log_frequency_weights
 from contextrast.data.transforms import EvalTransform, TrainTransform
-from contextrast.engine.card import ModelCard
+from contextrast.engine.card import LINEAGE_FILE, ModelCard, lineage_of, read_run_lineage
 from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
+from contextrast.engine.checkpoint_files import write_json
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import resolve_device
 from contextrast.engine.optim import build_optimizer, poly_lr, weight_average
@@ -83,9 +84,9 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def load_init_weights(model: nn.Module, path: str) -> str:
+def load_init_weights(model: nn.Module, path: str) -> tuple[str, ModelCard]:
     """Fine-tuning start: all weights of a checkpoint; classifiers are re-initialised when the
-    class count differs (a new dataset). Returns a one-line note of what was loaded."""
+    class count differs (a new dataset). Returns a one-line note of what was loaded and the checkpoint's card."""
     source, card = load_checkpoint(path)
     src, dst = source.state_dict(), model.state_dict()
     if set(src) != set(dst):
@@ -93,7 +94,8 @@ def load_init_weights(model: nn.Module, path: str) -> str:
     kept = {k: v for k, v in src.items() if v.shape == dst[k].shape}
     model.load_state_dict(kept, strict=False)
     skipped = sorted(set(dst) - set(kept))
-    return f"initialised from {path}" + (f" (re-initialised for the new class count: {', '.join(skipped)})" if skipped else "")
+    note = f"initialised from {path}" + (f" (re-initialised for the new class count: {', '.join(skipped)})" if skipped else "")
+    return note, card
 
 
 def infinite_batches(loader: DataLoader, start_epoch: int):
@@ -105,7 +107,8 @@ def infinite_batches(loader: DataLoader, start_epoch: int):
         epoch += 1
 
 
-def model_card(cfg: ExperimentConfig, info, name: str, iteration: int, elapsed: float, metrics: dict) -> ModelCard:
+def model_card(cfg: ExperimentConfig, info, name: str, iteration: int, elapsed: float, metrics: dict,
+               lineage: list[dict] | None = None) -> ModelCard:
     plain = cfg.to_dict()  # JSON-safe values (tuples → lists), as the card stores them
     return ModelCard(
         name=name,
@@ -122,6 +125,7 @@ def model_card(cfg: ExperimentConfig, info, name: str, iteration: int, elapsed: 
         hardware=hardware_string(),
         code_version=code_version(),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        lineage=list(lineage or []),
     )
 
 
@@ -156,7 +160,11 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
     model = build_model(cfg.model)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    init_note = load_init_weights(model, t.init_from) if t.init_from else ""
+    init_note, lineage = "", []
+    resuming = (run_dir / "last").is_dir()
+    if t.init_from and not resuming:  # a resumed run has its weights in last/ (init_from may be gone by now)
+        init_note, parent = load_init_weights(model, t.init_from)
+        lineage = lineage_of(parent)
     if t.sync_bn and world > 1:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -178,16 +186,21 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
 
     # --- resume --------------------------------------------------------------------------------
     start_iter, elapsed, best_miou = 0, 0.0, None
-    if (run_dir / "last").is_dir():
+    if resuming:
         extra = {"ema": ema} if ema is not None else {}
         state = load_training_state(run_dir / "last", model, optimizer, scaler if use_amp else None, extra)
         start_iter, elapsed, best_miou = state["iteration"], state["elapsed"], state.get("best_miou")
         restore_rng_state(state["rng"])
         loss_fn.resume_at(start_iter * t.grad_accum)  # continue the loss's sampling stream where it stopped
         init_note = f"resumed from {run_dir / 'last'} at iteration {start_iter}"
+        # the lineage as it was when the run started: init_from may have been overwritten since (a shipped model
+        # fine-tuned into its own directory)
+        lineage = read_run_lineage(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        write_json(lineage, run_dir / (LINEAGE_FILE + ".tmp"))  # whole or not at all, as every run file
+        os.replace(run_dir / (LINEAGE_FILE + ".tmp"), run_dir / LINEAGE_FILE)
 
     ddp_model: nn.Module = model
     if world > 1:
@@ -232,7 +245,7 @@ def train(cfg: ExperimentConfig, hooks: TrainHooks | None = None) -> TrainResult
         return ema.module if ema is not None else model
 
     def save(kind: str, iteration: int, metrics: dict) -> Path:
-        card = model_card(cfg, info, f"{run_dir.name}-{kind}", iteration, elapsed, metrics)
+        card = model_card(cfg, info, f"{run_dir.name}-{kind}", iteration, elapsed, metrics, lineage)
         if ema is not None:
             card.train["weights"] = f"EMA of the weights, decay {t.ema_decay}"
         path = run_dir / kind

@@ -30,6 +30,12 @@ from contextrast.experiments.runs import LATE_POINTS, RunResult, group_by_varian
 from contextrast.experiments.ship import ship_checkpoint
 
 
+def train_time(r: RunResult) -> str:
+    """This run's training time, and the earlier stages' when it was initialised from a trained model."""
+    own = f"{r.training_time_s / 60:.0f} min"
+    return own + (f" (+{r.earlier_training_time_s / 60:.0f} min earlier stages)" if r.earlier_training_time_s else "")
+
+
 def claim_verdict(c: dict[str, Any]) -> str:
     """A claim's verdict (computed for entries written before verdicts were stored)."""
     return c.get("verdict") or verdict(c["delta"], bool(c.get("within_noise")))
@@ -136,7 +142,7 @@ def render_markdown(results: Sequence[RunResult], claims: Sequence[dict[str, Any
             f"| {r.run} | {v['backbone']} | {v['align']} | {v['context']} | {v['loss']} | {r.seed} | "
             f"{r.iterations} / {r.scheduled_iterations} ({r.best_iteration}) | {percent(r.miou)} | {percent(r.boundary_iou)} | "
             f"{percent(r.late_mean)} | {signed_points(r.late_gain)} | {percent(r.late_wobble)} | "
-            f"{r.params_inference / 1e6:.2f} M | {r.gmacs_360x480:.2f} | {r.training_time_s / 60:.0f} min | {r.hardware} |"
+            f"{r.params_inference / 1e6:.2f} M | {r.gmacs_360x480:.2f} | {train_time(r)} | {r.hardware} |"
         )
     lines += split_rows(results) + module_rows(results)
     lines += ["", "## Per-class IoU %", "", "| run | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]

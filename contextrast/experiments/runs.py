@@ -15,7 +15,7 @@ from typing import Any
 
 from contextrast.analysis.diagnose import diagnose
 from contextrast.config import loss_config_from_card
-from contextrast.engine.card import read_card
+from contextrast.engine.card import read_card, read_run_lineage
 from contextrast.engine.checkpoint import load_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import prepare_for_inference
@@ -42,6 +42,7 @@ class RunResult:
     gmacs_360x480: float
     training_time_s: float
     hardware: str
+    earlier_training_time_s: float = 0.0  # the stages it was initialised from (the card's lineage)
     val_curve: tuple[tuple[int, float], ...] = ()  # (iteration, val mIoU) as logged during training
     # every split evaluated: {split: {miou, boundary_iou, per_class_iou, flip_miou, held_out}}; the first is the
     # one miou / boundary_iou / per_class_iou above repeat (the claims' split)
@@ -167,6 +168,8 @@ def summarise_run(run_dir: str | Path, datasets: Mapping[str, Any], data: str = 
         gmacs_360x480=round(cost.gmacs, 2),
         training_time_s=float(whole.training_time_s),
         hardware=whole.hardware,
+        earlier_training_time_s=sum(float(s.get("training_time_s", 0.0))
+                                    for s in (whole.lineage or read_run_lineage(run_dir))),
         val_curve=read_val_curve(run_dir),
         splits=splits,
         train_split=train_split,

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from contextrast.data import parse_spec
+from contextrast.engine.card import read_run_lineage
 from contextrast.engine.checkpoint import load_checkpoint, save_checkpoint
 from contextrast.experiments.runs import RunResult, checkpoint_of
 
@@ -44,6 +45,8 @@ def ship_checkpoint(run_dir: str | Path, dest: str | Path, result: RunResult, re
     train = {**card.train, "data": f"{name}:<root>" if ":" in str(card.train.get("data", "")) else name}
     if card.train.get("run_dir"):  # likewise the run directory: only its name says something to a reader
         train["run_dir"] = f"runs/{Path(card.train['run_dir']).name}"
+    # a run started before cards carried their lineage has it only in its run directory
+    lineage = card.lineage or read_run_lineage(run_dir)
     card = replace(card, name=Path(dest).name, dataset=name, train=train, metrics=metrics,
-                   training_time_s=result.training_time_s, created="")
+                   training_time_s=result.training_time_s, created="", lineage=lineage)
     return save_checkpoint(dest, model, card)

@@ -24,9 +24,11 @@ from contextrast.analysis.embeddings.drawing import (
     ROLE_NAMES,
     ScatterCanvas,
     class_name,
+    draw_lasso,
     pick_point,
     point_colours,
     points_in_box,
+    points_in_polygon,
     scatter_image,
 )
 from contextrast.analysis.embeddings.pixels import (
@@ -74,7 +76,7 @@ __all__ = [
     "RIGHT_WRONG_COLOURS", "ROLE_COLOURS", "ROLE_NAMES", "UMAP_NEIGHBOURS", "UNLABELLED", "LayerPixels", "PixelHit",
     "PixelSample", "Projection", "ScatterCanvas", "balanced_quota", "bane_roles", "cell_of_pixel", "check_sample_size",
     "class_name", "features_at", "layer_anchors", "layer_pixels", "light_up", "locate_pixel", "pca_project",
-    "pick_point", "pixel_of_point", "point_at_pixel", "point_colours", "points_in_box", "same_pixels",
+    "pick_point", "pixel_of_point", "point_at_pixel", "point_colours", "points_in_box", "points_in_polygon", "draw_lasso", "same_pixels",
     "sample_checkpoints", "sample_pixels", "sample_summary", "scatter_image",
     "source_rows_cols", "umap_epochs", "umap_is_warm", "umap_project", "warm_up_in_background", "warm_up_umap",
 ]

@@ -1,6 +1,6 @@
 """The projected sample drawn as one clickable picture (`scatter_image`): points coloured by ground truth,
 prediction, correct / wrong or BANE role, with axes, a legend, the anchors, a class filter and a selection;
-`pick_point` and `points_in_box` map clicks on the picture back to points.
+`pick_point`, `points_in_box` and `points_in_polygon` map clicks on the picture back to points.
 """
 
 from __future__ import annotations
@@ -218,3 +218,31 @@ def points_in_box(canvas: ScatterCanvas, corner_a: Sequence[float], corner_b: Se
     inside = ok & (p[:, 0] >= min(u0, u1)) & (p[:, 0] <= max(u0, u1)) & (p[:, 1] >= min(v0, v1)) & \
         (p[:, 1] <= max(v0, v1))
     return np.flatnonzero(inside)
+
+
+def points_in_polygon(canvas: ScatterCanvas, corners: Sequence[Sequence[float]]) -> np.ndarray:
+    """The shown points inside the polygon (a lasso) through picture pixels (u, v) → sorted indices (M,).
+    The polygon is filled on a mask of the picture (OpenCV), so a point on its outline counts as inside."""
+    if len(corners) < 3:
+        raise ValueError(f"a lasso needs at least 3 corners; got {len(corners)}")
+    h, w = canvas.size
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(corners, np.float64)).astype(np.int32).reshape(-1, 1, 2)], 1)
+    p = canvas.pixels
+    ok = np.isfinite(p).all(1)
+    uv = np.zeros((len(p), 2), np.int64)
+    uv[ok] = np.round(p[ok]).astype(np.int64)
+    ok &= (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    inside = np.zeros(len(p), bool)
+    inside[ok] = mask[uv[ok, 1], uv[ok, 0]] > 0
+    return np.flatnonzero(inside)
+
+
+def draw_lasso(picture: np.ndarray, corners: Sequence[Sequence[float]]) -> np.ndarray:
+    """The scatter picture (H, W, 3) uint8 with the lasso drawn so far: its corners and the lines between them."""
+    out = np.ascontiguousarray(picture.copy())
+    pts = np.round(np.asarray(corners, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(out, [pts], isClosed=False, color=(17, 17, 17), thickness=2, lineType=cv2.LINE_AA)
+    for x, y in pts[:, 0]:
+        cv2.circle(out, (int(x), int(y)), 5, (239, 68, 68), thickness=-1, lineType=cv2.LINE_AA)
+    return out
