@@ -8,7 +8,8 @@ default), `eval` (`contextrast eval` beside the bare forward pass over the same 
 and GMACs per architecture variant), `training` (step ratio contextrast/ce, loss vs loop reference, BANE
 distance transform vs scipy, the trainer's images/s as configured against channels_last, bf16 and compile),
 `app` (cold start to the first prediction, each lab interaction through the app's API, the analysis of one
-image, UMAP of 10k/20k/30k points with the forward passes), `gpu` (with CUDA only; "not run: no GPU"
+image, UMAP of 10k/20k/30k points with the forward passes), `browser` (click to result in headless Chromium:
+each lab interaction as a person makes it), `gpu` (with CUDA only; "not run: no GPU"
 otherwise). Results go to `<out>/<machine slug>.json`; docs/performance.md is
 generated from that file alone. Every section records the 1-minute load average before and after it.
 
@@ -145,6 +146,17 @@ def _app(plan: Plan) -> dict[str, Any]:
     }
 
 
+@SECTIONS.register("browser")
+def _browser(plan: Plan) -> dict[str, Any]:
+    from benchmarks import app_browser
+    from benchmarks.evaluation import camvid_subject
+
+    if plan.tiny:
+        return {"skipped": "not measured in --tiny mode"}
+    found = camvid_subject(plan.checkpoints_dir)
+    return app_browser.run(plan.quick, None if isinstance(found, str) else found[1])
+
+
 @SECTIONS.register("gpu")
 def _gpu(plan: Plan) -> dict[str, Any]:
     from benchmarks import gpu
@@ -152,7 +164,7 @@ def _gpu(plan: Plan) -> dict[str, Any]:
     return gpu.run(plan.quick, plan.checkpoints_dir)
 
 
-ORDER = ("limit", "inference", "precision", "eval", "cost", "training", "app", "gpu")
+ORDER = ("limit", "inference", "precision", "eval", "cost", "training", "app", "browser", "gpu")
 
 
 def parse_sections(text: str | None) -> list[str]:

@@ -304,6 +304,23 @@ def _app_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+@ROWS.register("browser")
+def _browser_rows(b: dict[str, Any]) -> list[Row]:
+    """Click to result in headless Chromium (benchmarks.app_browser)."""
+    if _note(b):
+        return [("browser", "click to result", _note(b) or "", "", "")]
+    rows: list[Row] = [("browser", f"browser: `{b.get('command', 'contextrast app')}` page open to drawn",
+                        f"{_s(b.get('page_open_s'), 1)} s", "", "")]
+    for name, v in b.get("interactions", {}).items():
+        budget = v.get("budget_s")
+        warm = f" (warm-up {v['warm_up_s']:.2f} s)" if "warm_up_s" in v else ""
+        rows.append(("browser", f"click to result: {name}", f"{v['median_s']:.2f} s{warm}",
+                     f"≤ {budget} s" if budget else "", _verdict(v["median_s"] <= budget) if budget else ""))
+    for problem in b.get("problems", []):
+        rows.append(("browser", "the page showed a problem", str(problem)[:120], "none", "MISS"))
+    return rows
+
+
 @ROWS.register("gpu")
 def _gpu_rows(r: dict[str, Any]) -> list[Row]:
     if "skipped" in r:

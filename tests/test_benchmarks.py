@@ -197,6 +197,22 @@ def test_interactions_of_a_missing_endpoint_are_not_measured_rather_than_failed(
     assert ("app", "interaction: CRM click", "endpoint /crm missing", "", "") in rows
 
 
+def test_browser_rows_judge_each_click_against_its_budget_and_flag_what_the_page_showed():
+    result = {"command": "contextrast app", "page_open_s": 3.2, "repeats": 2, "problems": ["toast: boom"],
+              "interactions": {"CRM click": {"median_s": 0.4, "runs_s": [0.4, 0.4], "budget_s": 1.0},
+                               "new model (SRM offsets)": {"median_s": 2.5, "runs_s": [2.5, 2.5], "budget_s": 2.0},
+                               "UMAP 20k points of 16 images (Embeddings)": {"median_s": 4.0, "runs_s": [4.0],
+                                                                             "budget_s": 5.0, "warm_up_s": 9.0}}}
+    table = report.rows({"browser": {"result": result}})
+    verdicts = {measure: (value, verdict) for _, measure, value, _, verdict in table}
+    assert verdicts["click to result: CRM click"] == ("0.40 s", "ok")
+    assert verdicts["click to result: new model (SRM offsets)"][1] == "MISS"
+    assert verdicts["click to result: UMAP 20k points of 16 images (Embeddings)"] == ("4.00 s (warm-up 9.00 s)", "ok")
+    assert verdicts["the page showed a problem"] == ("toast: boom", "MISS")
+    assert report.rows({"browser": {"result": {"not_measured": "no chromium"}}}) == [
+        ("browser", "click to result", "no chromium", "", "")]
+
+
 def test_gpu_section_says_not_run_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu.run(quick=True) == {"skipped": "not run: no GPU"}

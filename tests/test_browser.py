@@ -107,6 +107,13 @@ def walk_tabs(page: LabPage, shots: Path, prefix: str, upload: bool) -> None:
     assert page.error_badges() == 0 and not page.toasts()
     # a dot hit names its point; a miss is one message and keeps the projection on screen
     assert ("UMAP" if messages else "Clicked the scatter") in page.text("embeddings-info")
+    if not upload:  # a lasso around the whole scatter, closed on its first corner, lights its pixels up
+        page.choose("lasso: click around, end on the first corner")
+        for fx, fy in ((0.06, 0.08), (0.94, 0.08), (0.94, 0.96), (0.06, 0.96), (0.062, 0.082)):
+            page.click_picture("embeddings-scatter", fx, fy)
+            page.wait_idle(WAIT_S)
+        page.wait_text("embeddings-info", "Lasso selection", WAIT_S)
+        settled(page, "Embeddings, a lasso")
     page.shot(shots / f"{prefix}-embeddings.png")
 
     page.tab("Errors")
@@ -130,7 +137,7 @@ def walk_tabs(page: LabPage, shots: Path, prefix: str, upload: bool) -> None:
     name = worst.inner_text().strip()
     worst.click()  # opens the worst image in every tab
     menu = page.page.get_by_label("Sample", exact=True)
-    page.page.wait_for_function("([e, n]) => e.value === n", arg=[menu.element_handle(), name],
+    page.page.wait_for_function("([e, n]) => e.value === n", arg=[menu.element_handle(timeout=WAIT_S * 1000), name],
                                 timeout=WAIT_S * 1000, polling=100)
     settled(page, "Images, a row opened")
     page.shot(shots / f"{prefix}-images.png")

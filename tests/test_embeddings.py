@@ -178,3 +178,23 @@ def test_points_in_polygon_takes_the_dots_inside_a_lasso():
     assert points_in_polygon(canvas, [(60, 0), (100, 0), (100, 30)]).tolist() == [2]
     with pytest.raises(ValueError, match="at least 3"):
         points_in_polygon(canvas, [(0, 0), (5, 5)])
+
+
+def test_scatter_axes_read_zero_and_name_the_vertical_axis_beside_it(setting):
+    import math
+
+    from contextrast.analysis.embeddings.drawing import MARGINS, _nice_ticks
+
+    ticks = _nice_ticks(-7.3, 6.1)
+    assert 0.0 in ticks and all(math.copysign(1, t) > 0 for t in ticks if t == 0)  # "0", never "-0"
+    assert [f"{t:.3g}" for t in _nice_ticks(0.1, 0.7)] == ["0.2", "0.4", "0.6"]  # no 0.6000000000000001
+    sample = emb.sample_pixels(pixels_of(setting, 1), 1, 200, seed=0, num_classes=5)
+    proj = emb.pca_project(sample)
+    _, ds, _, _ = setting
+    img, canvas = emb.scatter_image(sample, proj, "ground truth", ds.info.palette, title="PCA · model · E2")
+    ink = (img < 200).any(-1)  # dark pixels: text, ticks, the frame
+    h, left, top = canvas.size[0], MARGINS[0], MARGINS[1]
+    name_rows = np.flatnonzero(ink[:, :13].any(1))  # the vertical axis name, in the strip left of the ticks
+    assert len(name_rows) > 20 and name_rows.min() > top and name_rows.max() < h - MARGINS[3]
+    title_band = ink[:top - 6, :left]
+    assert not title_band.any()  # nothing but the title (which starts at the frame's left edge) above the frame

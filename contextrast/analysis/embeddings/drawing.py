@@ -109,7 +109,19 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     raw = (hi - lo) / max(count - 1, 1)
     step = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
     step *= next(m for m in (1, 2, 2.5, 5, 10) if m * step >= raw)
-    return [float(t) for t in np.arange(np.ceil(lo / step) * step, hi + 1e-12, step)]
+    # rounded, and + 0.0 turns a -0.0 into 0.0: ticks read "0", not "-0" or "1e-16"
+    return [round(float(t), 10) + 0.0 for t in np.arange(np.ceil(lo / step) * step, hi + 1e-12, step)]
+
+
+def _vertical_text(img: np.ndarray, text: str, x: int, y_centre: int, scale: float,
+                   colour: tuple[int, int, int]) -> None:
+    """`text` written bottom to top (a y-axis name) with its top at column `x`, centred on row `y_centre`."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    y0 = max(0, y_centre - tw // 2)
+    y1, x1 = min(img.shape[0], y0 + tw + 2), min(img.shape[1], x + th + base + 2)
+    strip = np.ascontiguousarray(np.rot90(img[y0:y1, x:x1], k=-1))  # the region turned so the text runs along it
+    cv2.putText(strip, text, (1, th + 1), FONT, scale, colour, 1, cv2.LINE_AA)
+    img[y0:y1, x:x1] = np.rot90(strip, k=1)
 
 
 def _axes(img: np.ndarray, canvas: ScatterCanvas, names: tuple[str, str], title: str) -> None:
@@ -125,10 +137,9 @@ def _axes(img: np.ndarray, canvas: ScatterCanvas, names: tuple[str, str], title:
     for t in _nice_ticks(y_lo, y_hi):
         v = int(round(canvas.to_pixel(np.array([0.0, t]))[0, 1]))
         cv2.line(img, (left - 4, v), (left, v), (90, 90, 90), 1)
-        cv2.putText(img, f"{t:.3g}", (2, v + 4), FONT, 0.33, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:.3g}", (15, v + 4), FONT, 0.33, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.putText(img, names[0], ((left + right) // 2 - 20, h - 6), FONT, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
-    cv2.putText(img, names[1] + " (vertical)", (left, top - 16 if top > 20 else top + 12), FONT, 0.36, (30, 30, 30), 1,
-                cv2.LINE_AA)
+    _vertical_text(img, names[1], 1, (top + bottom) // 2, 0.4, (30, 30, 30))  # beside the ticks, clear of the title
     cv2.putText(img, title[:60], (left, 12), FONT, 0.4, (20, 20, 20), 1, cv2.LINE_AA)
 
 

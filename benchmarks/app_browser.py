@@ -1,0 +1,137 @@
+"""Click to result in a real browser: each interaction of the lab's target timed in headless Chromium from the
+click or keypress a person makes to the moment the page shows its result (the watched element's text or picture
+has changed and no output is pending), on `contextrast app` served in a process of its own.
+
+Budgets (idle 2-core machine): ≤ 1 s for the overlay, class toggles and CRM clicks, ≤ 2 s for a new sample or a
+new model in every tab, UMAP of 20k points ≤ 5 s after warm-up. Each interaction is repeated and alternates
+between two values (two opacities, two samples, two models), so every timed event changes what is shown; the
+first UMAP projection is the warm-up and is reported apart. Needs playwright and a system chromium; without
+them the section says "not measured" and why.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.lab_page import PENDING_JS, LabPage, browser, chromium, serve
+
+BUDGETS = {"overlay opacity": 1.0, "class toggle": 1.0, "CRM click": 1.0, "new sample": 2.0, "new model": 2.0,
+           "UMAP 20k points": 5.0}
+WAIT_S = 240.0
+UMAP_POINTS, UMAP_IMAGES = 20_000, 16
+SPLIT_IMAGES = "first images of the sample's split"
+# what a tab shows for the current input: its info text (names the image and model) and its first picture
+TAB_VIEWS = {"Predict": "predict-info", "SRM offsets": "srm-info", "CRM attention": "crm-info", "BANE": "bane-info",
+             "Intervene": "intervene-info", "Errors": "errors-info"}
+SIGNATURE_JS = """(id) => { const e = document.getElementById(id); if (!e) return '';
+  const i = e.querySelector('img') || e.querySelector('image');
+  return (e.innerText || '') + '|' + (i ? (i.getAttribute('src') || i.getAttribute('href') || '') : ''); }"""
+
+
+def signature(page: LabPage, elem_id: str) -> str:
+    return str(page.page.evaluate(SIGNATURE_JS, elem_id))
+
+
+def until_changed(page: LabPage, elem_id: str, act: Callable[[], None], timeout_s: float = WAIT_S) -> float:
+    """Seconds from `act()` (the click or keypress) until `elem_id` shows something new and nothing is pending."""
+    before = signature(page, elem_id)
+    start = time.perf_counter()
+    act()
+    page.page.wait_for_function(
+        f"([id, b]) => ({SIGNATURE_JS})(id) !== b && ({PENDING_JS})() === 0", arg=[elem_id, before],
+        timeout=timeout_s * 1000, polling=20)
+    return time.perf_counter() - start
+
+
+def timed(results: dict[str, Any], name: str, budget: str, runs: list[float], **extra: Any) -> None:
+    results[name] = {"median_s": round(statistics.median(runs), 3), "runs_s": [round(r, 3) for r in runs],
+                     "budget_s": BUDGETS[budget], **extra}
+
+
+def menu_options(page: LabPage, label: str) -> list[str]:
+    """The entries of the dropdown labelled `label`, read by opening it."""
+    menu = page.page.get_by_label(label, exact=True)
+    menu.click()
+    names = [t.strip() for t in page.page.get_by_role("option").all_inner_texts() if t.strip()]
+    menu.press("Escape")
+    return names
+
+
+def measure(page: LabPage, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    page.wait_text("predict-info", "forward pass", WAIT_S)
+    page.wait_idle(WAIT_S)
+    runs = [until_changed(page, "predict-overlay", lambda v=v: page.type_number("predict-opacity", v))
+            for v in [0.3, 0.7] * repeats]
+    timed(out, "overlay opacity (Predict)", "overlay opacity", runs)
+    toggle = page.page.locator("#predict-classes label").first
+    timed(out, "class toggle (Predict)", "class toggle",
+          [until_changed(page, "predict-overlay", toggle.click) for _ in range(2 * repeats)])
+
+    page.tab("CRM attention")
+    page.wait_text("crm-info", "Query pixel", WAIT_S)
+    page.wait_idle(WAIT_S)
+    spots = [(0.25, 0.3), (0.7, 0.6)] * repeats
+    timed(out, "CRM click", "CRM click",
+          [until_changed(page, "crm-info", lambda s=s: page.click_picture("crm-overlay", *s)) for s in spots])
+
+    samples = [n for n in menu_options(page, "Sample") if not n.startswith("(")][:2]
+    models = menu_options(page, "Model")[:2]
+    current_sample = page.page.get_by_label("Sample", exact=True).input_value()
+    current_model = page.page.get_by_label("Model", exact=True).input_value()
+    samples = [s for s in samples if s != current_sample][:1] + [current_sample]
+    models = [m for m in models if m != current_model][:1] + [current_model]
+    for tab, elem_id in TAB_VIEWS.items():
+        page.tab(tab)
+        page.page.wait_for_function(f"() => ({SIGNATURE_JS})('{elem_id}').length > 40", timeout=WAIT_S * 1000)
+        page.wait_idle(WAIT_S)
+        if len(samples) == 2:
+            timed(out, f"new sample ({tab})", "new sample",
+                  [until_changed(page, elem_id, lambda s=s: page.pick_sample(s)) for s in samples * repeats])
+        if len(models) == 2:
+            timed(out, f"new model ({tab})", "new model",
+                  [until_changed(page, elem_id, lambda m=m: page.pick_model(m)) for m in models * repeats])
+
+    page.tab("Embeddings")
+    page.choose(SPLIT_IMAGES)
+    page.type_number("embeddings-count", UMAP_IMAGES)
+    page.type_number("embeddings-points", UMAP_POINTS)
+    page.wait_idle(WAIT_S)
+    project = page.page.get_by_role("button", name="Project embeddings", exact=True)
+
+    def umap_once() -> float:
+        before = page.text("embeddings-info")
+        start = time.perf_counter()
+        project.click()
+        page.page.wait_for_function(
+            "(b) => { const t = document.getElementById('embeddings-info')?.innerText || '';"
+            f" return t !== b && t.includes('UMAP ·') && ({PENDING_JS})() === 0; }}", arg=before,
+            timeout=WAIT_S * 1000, polling=50)
+        return time.perf_counter() - start
+
+    warm = umap_once()
+    timed(out, f"UMAP {UMAP_POINTS // 1000}k points of {UMAP_IMAGES} images (Embeddings)", "UMAP 20k points",
+          [umap_once() for _ in range(max(1, repeats - 1))], warm_up_s=round(warm, 3),
+          header=page.text("embeddings-info").split("\n")[0][:160])
+    problems = page.problems()
+    return {"interactions": out, "problems": problems}
+
+
+def run(quick: bool, data: str | None) -> dict[str, Any]:
+    """Serve the lab (on `data`, e.g. camvid:ROOT, when given) and time every interaction in Chromium."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return {"not_measured": "playwright is not installed (pip install -e '.[test]')"}
+    if chromium() is None:
+        return {"not_measured": "no chromium on this machine (apt-get install chromium)"}
+    args = ["--data", data] if data else []
+    repeats = 2 if quick else 4
+    with serve(*args) as url, browser() as page:
+        opened = page.open(url)
+        result = measure(page, repeats)
+    command = "contextrast app" + (f" --data {data.split(':')[0]}:$CAMVID" if data else "")
+    return {"command": command, "page_open_s": round(opened, 3), "repeats": repeats, **result}
