@@ -15,7 +15,8 @@ measured rates of the network's own 3×3 convolutions run one by one: the most t
 gets from the convolution library. Every variant's argmax is compared with fp32 eager (agreement).
 
 Variants (registry `VARIANTS`): `eager` (fp32, `no_grad`), `inference_mode`, `channels_last`, `bf16`
-(autocast), `channels_last_bf16`, `compile` (`torch.compile` of the channels_last network with static
+(autocast), `channels_last_bf16`, `folded_channels_last(_bf16)` (batch norm folded into the convolutions,
+`contextrast.models.fusion`), `compile` (`torch.compile` of the channels_last network with static
 shapes; first-call time reported apart); on CUDA also `amp_fp16`. With dynamic shapes (what
 `torch.compile` switches to when a second input size arrives) Inductor fails to lower
 `adaptive_avg_pool2d` to a symbolic output size — reproduction in docs/performance.md — so each size
@@ -43,6 +44,7 @@ from benchmarks.profile_ops import top_ops
 from contextrast.engine.inference import logits_of
 from contextrast.models import build_model
 from contextrast.models.cost import count_cost
+from contextrast.models.fusion import fold_batch_norms
 from contextrast.registry import Registry
 
 SIZES: tuple[tuple[int, int], ...] = ((360, 480), (1024, 2048))
@@ -99,6 +101,19 @@ VARIANTS.register("channels_last_bf16")(
     lambda m: Variant(_runner(_cl_model(m), torch.inference_mode, torch.bfloat16), _channels_last, "bf16"))
 
 
+def _folded_cl_model(model: nn.Module) -> nn.Module:
+    folded = copy.deepcopy(model).eval()
+    fold_batch_norms(folded)
+    return folded.to(memory_format=torch.channels_last)
+
+
+# batch norm folded into the convolutions (contextrast.models.fusion): a candidate, not yet a default
+VARIANTS.register("folded_channels_last")(
+    lambda m: Variant(_runner(_folded_cl_model(m), torch.inference_mode, None), _channels_last))
+VARIANTS.register("folded_channels_last_bf16")(
+    lambda m: Variant(_runner(_folded_cl_model(m), torch.inference_mode, torch.bfloat16), _channels_last, "bf16"))
+
+
 @VARIANTS.register("amp_fp16")
 def _amp_fp16(model: nn.Module) -> Variant:
     if next(model.parameters()).device.type != "cuda":
@@ -117,9 +132,9 @@ def variants_for(device: torch.device, quick: bool, size: tuple[int, int], bf16_
     """The variants worth timing. Compile is minutes of compilation on a CPU: full mode only. Emulated bf16
     (no bf16 units) runs at a few GFLOP/s, tens of seconds a call at the large size: there only the candidate
     default `channels_last_bf16` is timed, in full mode."""
-    names = ["eager", "inference_mode", "channels_last"]
+    names = ["eager", "inference_mode", "channels_last", "folded_channels_last"]
     if bf16_in_hardware or device.type == "cuda" or size != LARGE:
-        names += ["bf16", "channels_last_bf16"]
+        names += ["bf16", "channels_last_bf16", "folded_channels_last_bf16"]
     elif not quick:
         names.append("channels_last_bf16")
     if device.type == "cuda":

@@ -261,3 +261,23 @@ def test_old_model_cards_load_with_the_switches_they_were_trained_with():
     cfg = model_config_from_card({"backbone": "resnet18_light", "num_classes": 3})
     assert all(getattr(cfg, k) == v for k, v in LEGACY_MODEL.items())
     assert model_config_from_card({"num_classes": 3, "grid": "strided"}).offset_bound == ModelConfig().offset_bound
+
+
+def test_folding_batch_norm_into_the_convolutions_keeps_the_output():
+    from contextrast.models.fusion import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = build_model({"num_classes": 5, "decoder_channels": 16})
+    model.train()
+    for _ in range(3):  # running statistics that differ from the initial 0 / 1
+        model(torch.randn(2, 3, 64, 96))
+    model.eval()
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(build_model({"num_classes": 5, "decoder_channels": 16}).train())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        before = model(x).logits
+        folded = fold_batch_norms(model)
+        after = model(x).logits
+    assert folded > 20 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert torch.allclose(before, after, atol=1e-4)

@@ -17,6 +17,7 @@ from contextrast.models.registry import BACKBONES
 
 class BasicBlock(nn.Module):
     expansion = 1
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # forward applies bn(conv(x)): foldable for inference
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -36,6 +37,7 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -58,6 +60,8 @@ class Bottleneck(nn.Module):
 
 class ResNet(Backbone):
     """ResNet encoder returning the outputs of layer1..layer4 (strides 4, 8, 16, 32)."""
+
+    conv_bn_pairs = (("conv1", "bn1"),)  # the stem
 
     def __init__(
         self,
