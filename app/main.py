@@ -30,7 +30,7 @@ from app.tabs.learn import build_learn
 from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
 from app.tabs.train import build_train
-from contextrast.analysis import embeddings
+from contextrast.analysis import cards, embeddings
 from contextrast.analysis.image_io import MIN_SIDE
 from contextrast.paths import PathPolicy
 
@@ -168,11 +168,14 @@ def _reported_val_miou(metrics: dict[str, Any] | None) -> float:
 
 def default_model(store: ModelStore, classes: Sequence[str] | None) -> str | None:
     """Among the models that predict `classes` (the pre-selected sample's, so the first page shows its labels
-    in use), the one whose card reports the highest val mIoU (then the first by name); else the first model."""
+    in use), one whose projection heads were trained, so that every tab (BANE, Embeddings) draws on the first
+    page; of those, the one whose card reports the highest val mIoU (then the first by name); else the first
+    model."""
     names = store.names()
     matching = [n for n in names if classes is not None and list(store.cards[n].classes) == list(classes)]
     if matching:
-        return max(matching, key=lambda n: _reported_val_miou(store.cards[n].metrics))
+        return max(matching, key=lambda n: (bool(cards.trained_heads(store.cards[n])),
+                                            _reported_val_miou(store.cards[n].metrics)))
     return names[0] if names else None
 
 

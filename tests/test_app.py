@@ -302,6 +302,14 @@ def test_default_model_matches_the_default_samples_classes(tmp_path):
     (tmp_path / "c-toy-better" / "model_card.json").write_text(json.dumps(card))
     both = ModelStore([tmp_path / "b-toy", tmp_path / "c-toy-better"])
     assert default_model(both, list(TOY.classes)) == "c-toy-better"
+    # a CE model with a higher val mIoU still yields to one whose projection heads were trained: BANE and
+    # Embeddings draw on the first page
+    write_checkpoint(tmp_path / "d-toy-ce")
+    card = json.loads((tmp_path / "d-toy-ce" / "model_card.json").read_text())
+    card["metrics"], card["loss"] = {"val_miou": 0.9}, {"name": "ce"}
+    (tmp_path / "d-toy-ce" / "model_card.json").write_text(json.dumps(card))
+    three = ModelStore([tmp_path / "b-toy", tmp_path / "c-toy-better", tmp_path / "d-toy-ce"])
+    assert default_model(three, list(TOY.classes)) == "c-toy-better"
     # the page opens on that model, and the class pickers of every tab start with its classes
     demo = build_ui([tmp_path / "a-other", tmp_path / "b-toy"], warm_up_umap=False)
     assert demo.lab.default_model == "b-toy" and demo.lab.default_classes() == CLASSES
