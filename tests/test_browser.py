@@ -114,6 +114,7 @@ def walk_tabs(page: LabPage, shots: Path, prefix: str, upload: bool) -> None:
             page.wait_idle(WAIT_S)
         page.wait_text("embeddings-info", "Lasso selection", WAIT_S)
         settled(page, "Embeddings, a lasso")
+        page.choose("pick a dot")  # the upload's pass clicks a dot again
     page.shot(shots / f"{prefix}-embeddings.png")
 
     page.tab("Errors")

@@ -42,13 +42,13 @@ class RunResult:
     gmacs_360x480: float
     training_time_s: float
     hardware: str
-    earlier_training_time_s: float = 0.0  # the stages it was initialised from (the card's lineage)
     val_curve: tuple[tuple[int, float], ...] = ()  # (iteration, val mIoU) as logged during training
     # every split evaluated: {split: {miou, boundary_iou, per_class_iou, flip_miou, held_out}}; the first is the
     # one miou / boundary_iou / per_class_iou above repeat (the claims' split)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_split: str = "train"
     diagnose: dict[str, Any] | None = None  # `contextrast diagnose` on the first split (a subset of its images)
+    earlier_training_time_s: float = 0.0  # the stages it was initialised from (the card's lineage)
 
     @property
     def key(self) -> tuple[str, ...]:
