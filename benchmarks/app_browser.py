@@ -55,7 +55,8 @@ def menu_options(page: LabPage, label: str) -> list[str]:
     """The entries of the dropdown labelled `label`, read by opening it."""
     menu = page.page.get_by_label(label, exact=True)
     menu.click()
-    names = [t.strip() for t in page.page.get_by_role("option").all_inner_texts() if t.strip()]
+    names = [t.replace("✓", "").strip() for t in page.page.get_by_role("option").all_inner_texts()]  # ✓: the chosen one
+    names = [n for n in names if n]
     menu.press("Escape")
     return names
 
