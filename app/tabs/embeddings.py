@@ -219,8 +219,8 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         u, v = (float(t) for t in evt.index[:2])  # image components report [x, y] in the picture's own pixels
         colour = _colour(view, colour)
         ids = [view.classes.index(c) for c in (classes_shown or []) if c in view.classes]
-        _, canvas = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
-                                      classes=view.classes, shown=ids)
+        picture, canvas = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
+                                            classes=view.classes, shown=ids, selected=view.selection)
         if click_mode == BOX:
             if not view.corners:
                 view = replace(view, corners=((u, v),))
@@ -238,8 +238,6 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
                 if len(view.corners) >= MAX_CORNERS:
                     raise ValueError(f"a lasso has at most {MAX_CORNERS} corners: click its first corner to close it")
                 view = replace(view, corners=(*view.corners, (u, v)))
-                picture, _ = emb.scatter_image(view.samples[0], view.projections[0], colour, view.palette,
-                                               classes=view.classes, shown=ids, selected=view.selection)
                 return [f"Lasso corner {len(view.corners)} at ({u:.0f}, {v:.0f}); "
                         + ("click the first corner (red dot) to close it." if len(view.corners) >= 3
                            else "go on clicking around the dots you want."),

@@ -100,9 +100,14 @@ def read_run_lineage(run_dir: str | Path) -> list[dict[str, Any]]:
     return value
 
 
+def earlier_training_time_s(lineage: list[dict[str, Any]]) -> float:
+    """Training time of the stages of a lineage (what came before a card's own stage)."""
+    return sum(float(s.get("training_time_s", 0.0)) for s in lineage)
+
+
 def total_training_time_s(card: ModelCard) -> float:
     """Training time of the card's stage and of every stage in its lineage."""
-    return card.training_time_s + sum(float(s.get("training_time_s", 0.0)) for s in card.lineage)
+    return card.training_time_s + earlier_training_time_s(card.lineage)
 
 
 def render_readme(card: ModelCard, location: str | None = None) -> str:

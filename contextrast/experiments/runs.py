@@ -15,7 +15,7 @@ from typing import Any
 
 from contextrast.analysis.diagnose import diagnose
 from contextrast.config import loss_config_from_card
-from contextrast.engine.card import read_card, read_run_lineage
+from contextrast.engine.card import earlier_training_time_s, read_card, read_run_lineage
 from contextrast.engine.checkpoint import load_checkpoint
 from contextrast.engine.evaluate import evaluate
 from contextrast.engine.inference import prepare_for_inference
@@ -168,8 +168,7 @@ def summarise_run(run_dir: str | Path, datasets: Mapping[str, Any], data: str = 
         gmacs_360x480=round(cost.gmacs, 2),
         training_time_s=float(whole.training_time_s),
         hardware=whole.hardware,
-        earlier_training_time_s=sum(float(s.get("training_time_s", 0.0))
-                                    for s in (whole.lineage or read_run_lineage(run_dir))),
+        earlier_training_time_s=earlier_training_time_s(whole.lineage or read_run_lineage(run_dir)),
         val_curve=read_val_curve(run_dir),
         splits=splits,
         train_split=train_split,
