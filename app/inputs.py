@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import gradio as gr
 import numpy as np
 
+from app.display import Picture
 from app.samples import UPLOAD, Samples
 from contextrast.analysis.cards import void_labels
 from contextrast.analysis.image_io import decode_image, decode_label_map
 from contextrast.engine.card import ModelCard
 
 
-class ImageInput(gr.Image):
+class ImageInput(Picture):
     """The lab's image box. It hands handlers the uploaded file's path without opening it, so that a file which is
     not a picture reaches `contextrast.analysis.image_io.decode_image` (whose message says what is wrong) instead of
     failing inside Gradio's own decoding with a traceback. Drawn by Gradio's image component (a template of it)."""

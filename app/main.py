@@ -5,7 +5,9 @@ registers its own events on the lab (`app.lab.Lab`), and `wire_inputs` connects 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from contextrast.analysis import cards, embeddings
 from contextrast.analysis.image_io import MIN_SIDE
 from contextrast.paths import PathPolicy
 
+log = logging.getLogger("contextrast.app")
+
 DELETE_CACHE = (900, 3600)  # every 15 min, Gradio deletes this app's uploads and outputs older than an hour
 
 HEADER = """# Contextrast Lab
@@ -48,7 +52,10 @@ JS = """() => { document.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && box instanceof HTMLInputElement && box.type === 'number'
       && (box.getAttribute('aria-label') || '').startsWith('number input for')) { box.blur(); }
 }); }"""
-PAGE = dict(css=CSS, js=JS)  # launch() keyword arguments of the page's look and behaviour
+# launch() keyword arguments of the page's look and behaviour. No run history: Gradio would record every event
+# of the lab's chains (a new sample fires a dozen) in the browser's localStorage, re-serialising the whole
+# history on each one; measured in headless Chromium that was most of the 8-15 s a new sample took.
+PAGE = dict(css=CSS, js=JS, run_history=False)
 
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
@@ -113,9 +120,27 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
         wire_inputs(demo, lab, go, opened)
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
     demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab, train=train_tab)
-    # compile UMAP's numba kernels now, in the background, so no user's first projection pays for it
-    demo.umap_warm_up = embeddings.warm_up_in_background() if warm_up_umap else None
+    # in the background: the first page's forward pass, then UMAP's numba kernels (so that neither the first
+    # page nor any user's first projection pays for them, and the compile does not slow the first page)
+    demo.umap_warm_up = warm_up_in_background(lab, first_sample) if warm_up_umap else None
     return demo
+
+
+def warm_up_in_background(lab: Lab, sample: str) -> threading.Thread:
+    """A daemon thread that runs the default model on `sample` (into the run cache the first page reads), then
+    compiles UMAP's kernels. A failure only costs the head start: the page reports it when asked."""
+
+    def warm_up() -> None:
+        if lab.default_model is not None and sample != UPLOAD:
+            try:
+                lab.context(lab.default_model, sample, None, None)
+            except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
+                log.info("first page's forward pass not prepared: %s", e)
+        embeddings.warm_up_umap()
+
+    thread = threading.Thread(target=warm_up, name="lab-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any]) -> None:
@@ -132,8 +157,9 @@ def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any])
         return samples.load(sample_name)[0]
 
     def follow(event: Any, source: str) -> None:
-        for i, menus in enumerate(lab.model_menus if source == "model" else []):
-            event = event.then(**menus, api_name=f"model_menus_{i}", concurrency_limit=4)
+        menus = lab.model_menus_event() if source == "model" else None
+        if menus is not None:
+            event = event.then(**menus, api_name="model_menus", concurrency_limit=4)
         for i, watcher in enumerate(lab.input_watchers):
             event.then(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4)
         redraw(event.then, source)

@@ -108,24 +108,22 @@ def run(url: str, quick: bool = False, client: Any = None) -> dict[str, Any]:
     measure("BANE class", None, lambda i: [("/bane", {"cls_name": classes[i % len(classes)] if classes else None})])
     try:
         samples = _other_samples(endpoints, repeats)
-        models = endpoints.choices("/model_classes", "model_name")
+        models = endpoints.choices("/model_menus", "model_name")
     except NotMeasured as e:
         out["new sample"] = out["new model"] = {"not_measured": str(e)}
     else:
-        current = [next((p.get("parameter_default") for p in endpoints.parameters("/model_classes")), None)]
+        current = [next((p.get("parameter_default") for p in endpoints.parameters("/model_menus")), None)]
         # another model of the page model's dataset (same name prefix), so the sample's labels still apply
         prefix = str(current[0]).split("-")[0]
         others = [m for m in models if m != current[0] and str(m).split("-")[0] == prefix]
 
         def new_sample(i: int):
             s, m = samples[i % len(samples)], current[0]
-            return [("/load_sample", {"sample_name": s}), ("/analyse_sample", {"sample_name": s, "model_name": m}),
-                    ("/errors_image_sample", {"sample": s, "model": m})]
+            return [("/load_sample", {"sample_name": s}), ("/predict_view_sample", {"sample": s, "model": m})]
 
         def new_model(i: int):  # on the sample just loaded: the other model has not seen it yet
             s, m = samples[i % len(samples)], others[i % len(others)] if others else current[0]
-            return [("/model_classes", {"model_name": m}), ("/analyse_model", {"sample_name": s, "model_name": m}),
-                    ("/errors_image_model", {"sample": s, "model": m})]
+            return [("/model_menus", {"model_name": m}), ("/predict_view_model", {"sample": s, "model": m})]
 
         pairs = {"new sample": [], "new model": []}
         try:

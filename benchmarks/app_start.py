@@ -1,8 +1,8 @@
 """Cold start of the lab, the way a user meets it: seconds from spawning `contextrast app --no-worker --port P`
 (with `--data SPEC` of the shipped CamVid model's data when it is found, so the page opens on a CamVid image)
-until (1) http://127.0.0.1:P/ answers 200 and (2) the first prediction is served: the `/analyse` endpoint
-that the page's load event calls, called through gradio_client with the page's own default values. The
-interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
+until (1) http://127.0.0.1:P/ answers 200 and (2) the first prediction is served: the Predict tab's view
+(`/predict_view_page_load`) that the page's load event asks for, called through gradio_client with the page's own
+default values. The interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
 
     python -m benchmarks --only app
 """
@@ -69,7 +69,7 @@ def stop(process: subprocess.Popen) -> None:
 def cold_start(data: str | None = None, timeout_s: float = 240.0, keep: bool = False,
                first_prediction: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Spawn the app, poll its page until 200, then ask for the first prediction (`first_prediction(url)`,
-    default: /analyse with the page's defaults). With `keep`, the running process is returned under
+    default: the Predict view with the page's defaults). With `keep`, the running process is returned under
     'process' (the caller stops it)."""
     port = free_port()
     runs_dir = tempfile.mkdtemp(prefix="bench-app-runs-")
@@ -106,10 +106,10 @@ def cold_start(data: str | None = None, timeout_s: float = 240.0, keep: bool = F
 
 
 def analyse_defaults(url: str) -> Any:
-    """What the page's load event asks for: /analyse with every input at the page's default."""
+    """What the page's load event asks for: the Predict view with every input at the page's default."""
     from benchmarks.app_interactions import Endpoints
 
-    return Endpoints(url).call("/analyse")
+    return Endpoints(url).call("/predict_view_page_load")
 
 
 def run(quick: bool = False, data: str | None = None, interactions: Callable[[str], dict[str, Any]] | None = None

@@ -38,7 +38,7 @@ def chromium() -> str | None:
 @contextmanager
 def serve(*app_args: str, cwd: str | Path = ROOT, timeout_s: float = 240.0) -> Iterator[str]:
     """`contextrast app --port P --no-worker APP_ARGS` in its own process group, on 127.0.0.1; yields its URL and
-    stops it (and anything it started) afterwards."""
+    stops it (and anything it started) afterwards. `serve.pid` is the app's process id while it runs."""
     import urllib.request
 
     port = free_port()
@@ -59,6 +59,7 @@ def serve(*app_args: str, cwd: str | Path = ROOT, timeout_s: float = 240.0) -> I
                 time.sleep(0.3)
         else:
             raise RuntimeError(f"no answer at {url} within {timeout_s:.0f} s")
+        serve.pid = process.pid  # type: ignore[attr-defined]
         yield url
     finally:
         if process.poll() is None:
@@ -68,6 +69,28 @@ def serve(*app_args: str, cwd: str | Path = ROOT, timeout_s: float = 240.0) -> I
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=15)
+
+
+def settle(pid: int, timeout_s: float = 120.0, busy: float = 0.1, window_s: float = 2.0) -> float:
+    """Seconds until process `pid` (and the threads it runs) uses under `busy` of one core over `window_s`: the
+    app's start-up warm-up (the first page's forward pass, UMAP's numba kernels) is over. Linux /proc only; elsewhere
+    0 at once."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        before = cpu_s()
+        time.sleep(window_s)
+        if cpu_s() - before < busy * window_s:
+            break
+    return time.perf_counter() - t0
 
 
 class LabPage:
@@ -160,18 +183,14 @@ class LabPage:
         box = picture.bounding_box()
         picture.click(position={"x": fx * box["width"], "y": fy * box["height"]})
 
-    def pick_sample(self, name: str) -> None:
-        """Choose `name` in the Sample menu as a person does: open it, type, pick."""
-        menu = self.page.get_by_label("Sample", exact=True)
+    def menu_entry(self, label: str, name: str) -> Any:
+        """Open the menu labelled `label` and type `name` as a person does; returns the entry to click."""
+        menu = self.page.get_by_label(label, exact=True)
         menu.click()
         menu.fill(name)
-        self.page.get_by_role("option", name=name, exact=True).click()
-
-    def pick_model(self, name: str) -> None:
-        menu = self.page.get_by_label("Model", exact=True)
-        menu.click()
-        menu.fill(name)
-        self.page.get_by_role("option", name=name, exact=True).click()
+        entry = self.page.get_by_role("option", name=name, exact=True)
+        entry.wait_for()
+        return entry
 
 
 @contextmanager

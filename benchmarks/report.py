@@ -282,7 +282,7 @@ def _app_rows(r: dict[str, Any]) -> list[Row]:
     else:
         command = start["tries"][-1].get("command", "contextrast app").split(" --port")[0]
         rows.append(("app", f"cold start of `{command}`: page answers", f"{_s(start.get('page_s'), 1)} s", "", ""))
-        rows.append(("app", "  … and its first prediction is served (/analyse, page defaults)",
+        rows.append(("app", "  … and its first prediction is served (the Predict view, page defaults)",
                      f"{_s(start.get('first_prediction_s'), 1)} s", f"≤ {start['ready_target_s']} s",
                      _verdict(start["first_prediction_s"] <= start["ready_target_s"]) if "first_prediction_s" in start else ""))
         for t in start["tries"]:
@@ -311,11 +311,16 @@ def _browser_rows(b: dict[str, Any]) -> list[Row]:
         return [("browser", "click to result", _note(b) or "", "", "")]
     rows: list[Row] = [("browser", f"browser: `{b.get('command', 'contextrast app')}` page open to drawn",
                         f"{_s(b.get('page_open_s'), 1)} s", "", "")]
+    if "warm_up_after_open_s" in b:
+        rows.append(("browser", "  then the app's background warm-up (UMAP kernels) until it rests",
+                     f"{_s(b['warm_up_after_open_s'], 1)} s", "", ""))
     for name, v in b.get("interactions", {}).items():
         budget = v.get("budget_s")
         warm = f" (warm-up {v['warm_up_s']:.2f} s)" if "warm_up_s" in v else ""
         rows.append(("browser", f"click to result: {name}", f"{v['median_s']:.2f} s{warm}",
                      f"≤ {budget} s" if budget else "", _verdict(v["median_s"] <= budget) if budget else ""))
+    for step, why in b.get("failed", {}).items():
+        rows.append(("browser", f"step {step} not measured", f"failed: {why[:100]}", "", "MISS"))
     for problem in b.get("problems", []):
         rows.append(("browser", "the page showed a problem", str(problem)[:120], "none", "MISS"))
     return rows

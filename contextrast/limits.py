@@ -81,9 +81,26 @@ def check_image_size(width: int, height: int, what: str = "the image", limit: in
                          f"{limit / 1e6:.1f} MP {why}; use a smaller image")
 
 
+def _without_initialisation() -> Any:
+    """A torch function mode in which the in-place fills of `torch.nn.init` do nothing. On the meta device they
+    would run PyTorch's Python reference kernels, whose first call imports torch._dynamo (~2.3 s of every
+    command's and the app's start-up) to count parameters that hold no values anyway."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    skipped = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_,
+               torch.Tensor.erfinv_, torch.Tensor.clamp_, torch.Tensor.mul_, torch.Tensor.add_, torch.Tensor.copy_}
+
+    class WithoutInitialisation(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            return args[0] if func in skipped else func(*args, **(kwargs or {}))
+
+    return WithoutInitialisation()
+
+
 def check_model_size(config: Any) -> int:
     """Refuse a model wider or larger than the bounds. `config`: a ModelConfig or a dict of its fields.
-    Builds it on the meta device (no memory, no weights) to count its parameters. → the count."""
+    Builds it on the meta device (no memory, no weights, no initialisation) to count its parameters. → the count."""
     import torch
 
     from contextrast.config import model_config_from_card
@@ -102,7 +119,7 @@ def check_model_size(config: Any) -> int:
                          "255 = ignore)")
     if int(cfg.in_channels) > 16:
         raise ValueError(f"model.in_channels={cfg.in_channels} must be at most 16")
-    with torch.device("meta"):
+    with torch.device("meta"), _without_initialisation():
         model = build_model(cfg)
     count = sum(p.numel() for p in model.parameters())
     if count > bounds.max_model_parameters:

@@ -47,6 +47,13 @@ def lab(tmp_path_factory):
     demo.close()
 
 
+def test_the_page_keeps_no_run_history(lab):
+    """Gradio's run history stores every event in the browser's localStorage, re-writing it whole on each one; a
+    new sample fires a dozen events in the lab, and in headless Chromium that was most of the 8-15 s it took."""
+    demo, _, _ = lab
+    assert demo.config["run_history"] is False
+
+
 def save_png(path: Path, array: np.ndarray) -> str:
     Image.fromarray(array).save(path)
     return str(path)

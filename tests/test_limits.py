@@ -31,6 +31,19 @@ def test_the_run_cache_is_bounded_in_bytes_not_only_in_entries(tmp_path):
     assert len(tiny.runs) == 0  # bigger than the whole budget: computed, returned, not kept
 
 
+def test_the_run_cache_keeps_the_embeddings_tabs_images_of_two_checkpoints(tmp_path):
+    """A second projection of the same 16 images (another seed or point count) finds their forward passes."""
+    from app.state import ModelStore
+    from app.tabs.embeddings import MAX_IMAGES
+
+    ckpt = write_checkpoint(tmp_path / "toy", decoder_channels=16, embed_dim=16)
+    rng = np.random.default_rng(0)
+    store = ModelStore([ckpt])
+    images = [(rng.random((32, 32, 3)) * 255).astype(np.uint8) for _ in range(2 * MAX_IMAGES)]
+    first = [store.run("toy", rgb)[1] for rgb in images]
+    assert all(store.run("toy", rgb)[1] is run for rgb, run in zip(images, first))
+
+
 def test_the_lab_cleans_gradios_cache():
     from app.main import DELETE_CACHE, build_ui
 
@@ -49,6 +62,22 @@ def test_model_bounds_are_checked_on_the_meta_device(monkeypatch):
     monkeypatch.setattr(limits, "_PROCESS", dataclasses.replace(limits.current(), max_model_parameters=1_000_000))
     with pytest.raises(ValueError, match="M parameters, more than the bound of 1 M"):
         limits.check_model_size(ModelConfig(decoder_channels=16, embed_dim=16))
+
+
+def test_counting_a_cards_parameters_is_exact_and_imports_no_compiler(tmp_path):
+    """The meta-device count equals the built model's; and reading a card does not initialise meta tensors, whose
+    Python reference kernels import torch._dynamo (2.3 s of the app's start-up)."""
+    from contextrast.config import ModelConfig
+    from contextrast.models import build_model
+
+    cfg = ModelConfig(decoder_channels=16, embed_dim=16, aux_head=True)
+    assert limits.check_model_size(cfg) == sum(p.numel() for p in build_model(cfg).parameters())
+    ckpt = write_checkpoint(tmp_path / "toy", decoder_channels=16, embed_dim=16)
+    code = (f"import sys; from contextrast.engine.card import read_card; read_card({str(ckpt)!r}); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_bounds_come_from_the_environment_and_bad_values_are_named():

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.display import to_source, with_scale
+from app.display import Picture, to_source, with_scale
 from app.lab import Context, Lab, message_box, try_this
 from contextrast.analysis import attention
 
@@ -59,7 +59,7 @@ def build_crm(lab: Lab) -> dict[str, Any]:
         info = gr.Markdown(elem_id="crm-info")
         with gr.Row():
             with gr.Column():
-                overlay = gr.Image(label="Spatial attention of the query pixel (click to move it)", interactive=False,
+                overlay = Picture(label="Spatial attention of the query pixel (click to move it)", interactive=False,
                                    format="png", height=340, elem_id="crm-overlay")
                 gr.Markdown(c["spatial"])
             with gr.Column():

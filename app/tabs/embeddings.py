@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.display import enlarge, to_source
+from app.display import Picture, enlarge, to_source
 from app.inputs import resolve_input
 from app.lab import Lab, message_box, notices_md, status, try_this
 from app.state import LRU, digest
@@ -70,7 +70,7 @@ def render(view: EmbeddingView, colour_by: str, point: int | None, note: str, sh
                  f"{int(a.gx[point])} of the {a.grids[i][1]}×{a.grids[i][0]} grid); truth: "
                  f"{emb.class_name(view.classes, int(a.truth[point]))}; predicted {preds}.")
     info = status(notices_md(view.notices), view.headline, note, where)
-    return [info, pictures[0], gr.Image(pictures[1] if two else None, visible=two), enlarge(located), point, i, y, x,
+    return [info, pictures[0], Picture(pictures[1] if two else None, visible=two), enlarge(located), point, i, y, x,
             view]
 
 
@@ -124,13 +124,13 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         message = message_box()
         info = gr.Markdown(elem_id="embeddings-info")
         with gr.Row():
-            picture_a = gr.Image(show_label=False, interactive=False, format="png", height=500,
+            picture_a = Picture(show_label=False, interactive=False, format="png", height=500,
                                  elem_id="embeddings-scatter")
-            picture_b = gr.Image(show_label=False, interactive=False, format="png", height=500, visible=False)
+            picture_b = Picture(show_label=False, interactive=False, format="png", height=500, visible=False)
         with gr.Row():
             with gr.Column(scale=2):
                 gr.Markdown("**Where the point's pixel is** (click to pick a pixel)")
-                located = gr.Image(show_label=False, interactive=False, format="png", height=300)
+                located = Picture(show_label=False, interactive=False, format="png", height=300)
             with gr.Column(scale=1):
                 point = gr.Number(label="Point", precision=0)
                 image_index = gr.Number(label="Image index", precision=0, value=0)
@@ -271,7 +271,7 @@ def build_embeddings(lab: Lab) -> dict[str, Any]:
         if view is None or (source_value == SPLIT_IMAGES and view.models[0] == model):
             return [gr.skip()] * len(outputs)
         return ["The image or model changed since this projection: press **Project embeddings** to draw it again.",
-                None, gr.Image(None, visible=False), None, None, 0, None, None, None]
+                None, Picture(None, visible=False), None, None, 0, None, None, None]
 
     def model_menus(model_name: str | None):
         card = lab.store.cards.get(model_name)

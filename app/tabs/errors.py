@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.display import enlarge
+from app.display import Picture, enlarge
 from app.lab import Context, Lab, message_box, notices_md, status, try_this
 from app.state import LRU
 from contextrast.analysis import cards, errors
@@ -41,7 +41,7 @@ def draw_image(lab: Lab, ctx: Context, cls_name: str | None, mistakes: bool, sec
     """[outcome picture, B against A picture, per-class fixed/broken figure, info] of one input."""
     truth = ctx.input.labels
     if truth is None:  # say so in the tab, as Predict and BANE do
-        return [None, gr.Image(None, visible=False), gr.Plot(None, visible=False),
+        return [None, Picture(None, visible=False), gr.Plot(None, visible=False),
                 status(notices_md(ctx.input.notices), "> ℹ️ The Errors view needs a ground truth: pick a labelled "
                        "sample, or upload a label map (PNG of class ids) with your image.")]
     classes = ctx.classes
@@ -51,7 +51,7 @@ def draw_image(lab: Lab, ctx: Context, cls_name: str | None, mistakes: bool, sec
     counts = " · ".join(f"{k}: {v}" for k, v in view.counts.items())
     lines = [notices_md(ctx.input.notices), f"**{ctx.input.name}**, {cls_name or ALL_CLASSES}: {counts} pixels"]
     if second in (None, "", NO_MODEL):
-        return [enlarge(view.picture), gr.Image(None, visible=False), gr.Plot(None, visible=False),
+        return [enlarge(view.picture), Picture(None, visible=False), gr.Plot(None, visible=False),
                 status(*lines, "Pick checkpoint B to compare two models.")]
     loaded_b = lab.store.get(second)
     cards.check_comparable(ctx.loaded.name, classes, second, loaded_b.card.classes)
@@ -60,7 +60,7 @@ def draw_image(lab: Lab, ctx: Context, cls_name: str | None, mistakes: bool, sec
     cmp = errors.compare(pred, pred_b, truth)
     lines.append(cmp.summary(ctx.loaded.name, second))
     picture = errors.render_comparison(ctx.input.rgb, errors.comparison_map(pred, pred_b, truth))
-    return [enlarge(view.picture), gr.Image(enlarge(picture), visible=True),
+    return [enlarge(view.picture), Picture(enlarge(picture), visible=True),
             gr.Plot(errors.comparison_figure(cmp, classes, ctx.loaded.name, second), visible=True), status(*lines)]
 
 
@@ -82,8 +82,8 @@ def build_errors(lab: Lab, data_spec: str | None = None) -> ErrorsTab:
         image_message = message_box()
         image_info = gr.Markdown(elem_id="errors-info")
         with gr.Row():
-            outcome = gr.Image(label="TP / FP / FN", interactive=False, format="png", height=340)
-            versus = gr.Image(label="B against the selected model (A)", interactive=False, format="png", height=340,
+            outcome = Picture(label="TP / FP / FN", interactive=False, format="png", height=340)
+            versus = Picture(label="B against the selected model (A)", interactive=False, format="png", height=340,
                               visible=False)  # shown once a checkpoint B is picked
         versus_plot = gr.Plot(label="Fixed and broken pixels per class", visible=False)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.display import enlarge
+from app.display import Picture, enlarge
 from app.lab import Context, Lab, message_box, try_this
 from app.state import digest
 from contextrast.analysis import intervene
@@ -62,9 +62,9 @@ def build_intervene(lab: Lab) -> dict[str, Any]:
         message = message_box()
         info = gr.Markdown(elem_id="intervene-info")
         with gr.Row():
-            flipped = gr.Image(label="Pixels whose class flipped (in their new class's colour)", interactive=False,
+            flipped = Picture(label="Pixels whose class flipped (in their new class's colour)", interactive=False,
                                format="png", height=340)
-            after = gr.Image(label="Prediction with the part switched off", interactive=False, format="png",
+            after = Picture(label="Prediction with the part switched off", interactive=False, format="png",
                              height=340)
         ious = gr.Plot(label="Per-class IoU before / after", visible=False)
     outputs = [flipped, after, ious, info]

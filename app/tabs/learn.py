@@ -12,7 +12,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from app.display import enlarge
+from app.display import Picture, enlarge
 from app.lab import Lab, guarded, message_box, try_this
 from app.state import LRU
 from contextrast.analysis import cards, learn
@@ -82,7 +82,7 @@ def build_learn(lab: Lab) -> LearnTab:
         for title, kind in STEPS:
             gr.Markdown(f"### {title}")
             with gr.Row():
-                pic = gr.Plot(show_label=False) if kind == "plot" else gr.Image(show_label=False, interactive=False,
+                pic = gr.Plot(show_label=False) if kind == "plot" else Picture(show_label=False, interactive=False,
                                                                                  format="png", height=300)
                 text = gr.Markdown(elem_id=f"learn-step-{len(texts) + 1}")
             outputs.append(pic)

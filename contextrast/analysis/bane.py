@@ -13,6 +13,7 @@ import torch
 
 from contextrast.analysis.colormaps import Scale, blend, resize_to
 from contextrast.analysis.forward import ModelRun
+from contextrast.analysis.image_io import image_trace
 from contextrast.config import IGNORE_INDEX, LossConfig
 from contextrast.losses.record import BANE_NEGATIVE, POSITIVE, RANDOM_NEGATIVE, ROLE_NAMES, LayerRecord, LossRecord
 
@@ -122,7 +123,7 @@ def samples_figure(rgb: np.ndarray, rec: LayerRecord, drawn: DrawnSamples, title
     One trace per role, named by the role; each trace's customdata holds the grid (y, x)."""
     H, W = rgb.shape[:2]
     h, w = rec.grid
-    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig = go.Figure(image_trace(rgb))
     for role, (colour, symbol) in ROLE_STYLE.items():
         ys, xs = drawn.role_yx[role]
         fig.add_trace(go.Scatter(

@@ -16,6 +16,7 @@ from contextrast.analysis.colormaps import Scale, resize_to, scale_of
 from contextrast.analysis.diagnose import srm_statistics
 from contextrast.analysis.features import pca_basis, pca_rgb, srm_warp_features
 from contextrast.analysis.forward import ModelRun
+from contextrast.analysis.image_io import image_trace
 
 STEP_NAMES = ("1/32 → 1/16", "1/16 → 1/8", "1/8 → 1/4")
 
@@ -135,7 +136,7 @@ def quiver_figure(rgb: np.ndarray, flow: Tensor | np.ndarray, max_arrows: int = 
             for side in (-1, 1):
                 lines_x += [c, c - hl * math.cos(t + side * 0.45), None]
                 lines_y += [d, d - hl * math.sin(t + side * 0.45), None]
-    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig = go.Figure(image_trace(rgb))
     fig.add_trace(go.Scatter(x=lines_x, y=lines_y, mode="lines", line=dict(color="#ffeb3b", width=1.5),
                              hoverinfo="skip", name="Δ"))
     fig.add_trace(go.Scatter(x=x0.ravel(), y=y0.ravel(), mode="markers", marker=dict(size=3, color="#ffeb3b"),

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from contextrast.analysis.colormaps import Scale, blend, heat_rgb
 from contextrast.analysis.forward import one_image
+from contextrast.analysis.image_io import image_trace
 from contextrast.config import IGNORE_INDEX
 
 
@@ -101,10 +102,6 @@ def hover_figure(picture: np.ndarray, maps: PredictionMaps, truth: np.ndarray | 
     """`picture` (H, W, 3) uint8 as a plotly figure whose hover tells, for the pixel under the pointer, the
     predicted class, its probability and the ground truth. Hover reads a grid of at most `max_cells` along the
     longer side (every k-th pixel), so the page stays light on large images."""
-    import base64
-
-    import cv2
-
     H, W = maps.labels.shape
     if picture.shape[:2] != (H, W):
         raise ValueError(f"picture {picture.shape[:2]} and prediction {(H, W)} differ in size")
@@ -120,9 +117,7 @@ def hover_figure(picture: np.ndarray, maps: PredictionMaps, truth: np.ndarray | 
     text = name(pred) + np.char.mod(" (p = %.2f)", conf).astype(object)
     if truth is not None:
         text = text + "<br>truth: " + name(truth[np.ix_(ys, xs)])
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(picture[..., ::-1]))
-    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
-                             hoverinfo="skip"))
+    fig = go.Figure(image_trace(picture))
     fig.add_trace(go.Heatmap(x=xs, y=ys, z=pred.astype(np.float32), text=text, opacity=0.0, showscale=False,
                              hovertemplate="prediction: %{text}<extra>x=%{x}, y=%{y}</extra>"))
     fig.update_layout(title=title or None, margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=360,

@@ -48,7 +48,6 @@ from contextrast.analysis.embeddings.projection import (
     umap_epochs,
     umap_is_warm,
     umap_project,
-    warm_up_in_background,
     warm_up_umap,
 )
 from contextrast.analysis.embeddings.sampling import (
@@ -78,5 +77,5 @@ __all__ = [
     "class_name", "features_at", "layer_anchors", "layer_pixels", "light_up", "locate_pixel", "pca_project",
     "pick_point", "pixel_of_point", "point_at_pixel", "point_colours", "points_in_box", "points_in_polygon", "draw_lasso", "same_pixels",
     "sample_checkpoints", "sample_pixels", "sample_summary", "scatter_image",
-    "source_rows_cols", "umap_epochs", "umap_is_warm", "umap_project", "warm_up_in_background", "warm_up_umap",
+    "source_rows_cols", "umap_epochs", "umap_is_warm", "umap_project", "warm_up_umap",
 ]

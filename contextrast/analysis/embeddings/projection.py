@@ -98,12 +98,5 @@ def warm_up_umap() -> float:
     return time.perf_counter() - start
 
 
-def warm_up_in_background() -> threading.Thread:
-    """Start `warm_up_umap` in a daemon thread (at app start-up, so no user's first click pays for it)."""
-    thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def umap_is_warm() -> bool:
     return _warm.is_set()
