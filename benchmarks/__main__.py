@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.machine import load_average, machine_info
+from benchmarks.machine import load_average, machine_info, others_cpu_seconds, process_cpu_seconds
 from contextrast.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,13 +206,15 @@ def measure_and_write(
     path = report.results_path(out_dir, machine["slug"])
     for name in sections:
         print(f"[benchmarks] {name} …", file=sys.stderr, flush=True)
-        before = load_average()
+        before, processes = load_average(), process_cpu_seconds()
         t0 = time.perf_counter()
         result = SECTIONS.get(name)(plan)
-        load = load_average()
-        measured[name] = {"created": report.now(), "mode": mode, "seconds": time.perf_counter() - t0,
+        seconds = time.perf_counter() - t0
+        load, others = load_average(), others_cpu_seconds(processes, process_cpu_seconds())
+        measured[name] = {"created": report.now(), "mode": mode, "seconds": seconds,
                           "load_average_before": list(before) if before else None,
-                          "load_average": list(load) if load else None, "result": result}
+                          "load_average": list(load) if load else None,
+                          "others_cpu_share": others / (seconds * machine["cores"]), "result": result}
         machine["load_average_end"] = list(load) if load else None
         # written after every section: a run stopped half-way keeps what it measured
         results = report.merge_results(path, machine, measured, command)
@@ -225,11 +227,10 @@ def measure_and_write(
         report.write_docs(results, docs, out_dir)
     table = report.rows(measured)
     print(f"benchmarks ({mode}) on {machine['hardware']}, {machine['torch_threads']} threads")
-    if machine["loaded"] or (load and load[0] > 0.5 * machine["cores"]):
-        start = machine["load_average_start"][0] if machine["load_average_start"] else float("nan")
-        end = load[0] if load else float("nan")
-        print(f"NOTE: the machine was loaded by other processes (load average {start:.1f} at start, {end:.1f} at "
-              f"end, {machine['cores']} cores): absolute times are inflated; ratios were measured in the same run.")
+    busiest = max((m["others_cpu_share"] for m in measured.values()), default=0.0)
+    if busiest > report.OTHERS_LOADED:
+        print(f"NOTE: other processes used up to {100 * busiest:.0f} % of the {machine['cores']} cores during a "
+              "section: absolute times are inflated; ratios were measured in the same run.")
     print(report.text_table(table))
     print(f"results: {path}" + (f"; docs: {docs}" if docs is not None else ""))
     return results

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +48,36 @@ def load_average() -> tuple[float, float, float] | None:
         return os.getloadavg()
     except (AttributeError, OSError):
         return None
+
+
+def process_cpu_seconds() -> dict[int, tuple[int, float]]:
+    """{pid: (parent pid, CPU seconds so far)} of every process (Linux /proc; empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[int, tuple[int, float]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        out[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def others_cpu_seconds(before: dict[int, tuple[int, float]], after: dict[int, tuple[int, float]],
+                       root: int | None = None) -> float:
+    """CPU seconds that processes outside `root`'s tree (default: this process and everything it started: the
+    apps and browsers a section serves) used between two `process_cpu_seconds` snapshots. Unlike the load average,
+    the benchmark's own threads do not count, so a run on an idle machine reads idle."""
+    root = os.getpid() if root is None else root
+    ours, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in after.items():
+            if ppid in ours and pid not in ours:
+                ours.add(pid)
+                grew = True
+    return sum(cpu - (before[pid][1] if pid in before else 0.0) for pid, (_, cpu) in after.items()
+               if pid not in ours and cpu >= (before[pid][1] if pid in before else 0.0))
 
 
 def machine_info() -> dict[str, Any]:

@@ -370,12 +370,26 @@ def text_table(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
+OTHERS_LOADED = 0.1  # the share of the cores other processes may use during a section before it counts as loaded
+
+
+def _loaded(entry: dict[str, Any], cores: int) -> bool:
+    """Other processes competed for the cores: measured as their CPU share when recorded (the load average
+    counts the benchmark's own threads too), else judged by the load average."""
+    if "others_cpu_share" in entry:
+        return entry["others_cpu_share"] > OTHERS_LOADED
+    before, after = entry.get("load_average_before"), entry.get("load_average")
+    return bool(after) and max(after[0], before[0] if before else 0) > 0.5 * cores
+
+
 def _load(entry: dict[str, Any], cores: int) -> str:
     before, after = entry.get("load_average_before"), entry.get("load_average")
     if not after:
         return ""
     text = (f"{before[0]:.1f} → " if before else "") + f"{after[0]:.1f}"
-    return text + (" — loaded" if max(after[0], before[0] if before else 0) > 0.5 * cores else "")
+    if "others_cpu_share" in entry:
+        text += f"; other processes {100 * entry['others_cpu_share']:.0f} % of the cores"
+    return text + (" — loaded" if _loaded(entry, cores) else "")
 
 
 COMPILE_REPRO = '''```python
@@ -465,18 +479,20 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
         "size, i.e. how much of the limit the libraries reach on this network's shapes.",
         "- Compared figures (ratios, speed-ups, agreement) are measured in the same run with calls interleaved; "
         "absolute seconds depend on how busy the machine was: the 1-minute load average before → after each "
-        "section is below (load above half the core count: loaded, the seconds are inflated).", "",
+        "section is below (it counts the benchmark's own threads, ~2 while a section runs), with the share of the "
+        f"cores that other processes used meanwhile (above {100 * OTHERS_LOADED:.0f} %: loaded, the seconds are "
+        "inflated).", "",
         OLD_SHARES_NOTE, "",
     ]
     limit = secs.get("limit", {}).get("result", {}).get("limit")
     if limit:
         lines += ["## The limit of this machine", "", *limit_terms(limit), ""]
     start, end = m.get("load_average_start"), m.get("load_average_end")
-    if m.get("loaded") or (end and end[0] > 0.5 * m.get("cores", 1)):
+    if any(_loaded(entry, m.get("cores", 1)) for entry in secs.values()):
         lines += [LOADED_NOTE.format(start=_s(start[0] if start else None, 1), end=_s(end[0] if end else None, 1),
                                      cores=m.get("cores")), ""]
     lines += [
-        "| section | measured | mode | seconds | 1-min load (before → after) |", "|---|---|---|---|---|",
+        "| section | measured | mode | seconds | 1-min load (before → after); other processes |", "|---|---|---|---|---|",
     ]
     for name, entry in secs.items():
         lines.append(f"| {name} | {entry['created']} | {entry['mode']} | {entry.get('seconds', 0):.0f} | "

@@ -111,6 +111,22 @@ def test_a_share_above_one_is_flagged():
     assert verdicts["  1024×2048 eager *"] == "ok"  # ≥ 0.6 of the limit: the target row alone would not show it
 
 
+def test_a_section_is_loaded_by_other_processes_not_by_its_own_threads():
+    """The load average counts the benchmark's own threads (an idle 2-core machine running a section reads ~2):
+    what makes figures inflated is CPU time of processes outside the benchmark's tree (the apps and browsers it
+    starts are its own)."""
+    from benchmarks.machine import others_cpu_seconds
+
+    before = {1: (0, 5.0), 10: (1, 1.0), 20: (0, 3.0), 40: (0, 2.0)}
+    after = {1: (0, 9.0), 10: (1, 4.0), 11: (10, 6.0), 20: (0, 3.5), 30: (0, 1.5)}  # 11: started by 10; 40 ended
+    assert others_cpu_seconds(before, after, root=1) == pytest.approx(0.5 + 1.5)  # 20's delta and the new 30
+    assert others_cpu_seconds(before, after, root=10) == pytest.approx(4.0 + 0.5 + 1.5)  # now 1 is another's
+    idle = {"load_average_before": [1.9], "load_average": [2.1], "others_cpu_share": 0.02}
+    busy = {**idle, "others_cpu_share": 0.4}
+    assert not report._loaded(idle, 2) and report._loaded(busy, 2)
+    assert report._loaded({"load_average_before": [1.9], "load_average": [2.1]}, 2)  # older results: load average
+
+
 def test_unknown_section_is_refused_with_the_known_ones():
     assert parse_sections("cost,inference") == ["inference", "cost"]
     with pytest.raises(ValueError, match="inference"):
