@@ -65,19 +65,20 @@ def process_cpu_seconds() -> dict[int, tuple[int, float]]:
 
 def others_cpu_seconds(before: dict[int, tuple[int, float]], after: dict[int, tuple[int, float]],
                        root: int | None = None) -> float:
-    """CPU seconds that processes outside `root`'s tree (default: this process and everything it started: the
-    apps and browsers a section serves) used between two `process_cpu_seconds` snapshots. Unlike the load average,
-    the benchmark's own threads do not count, so a run on an idle machine reads idle."""
+    """CPU seconds that processes outside `root`'s tree (default: this process and everything it started) used
+    between two `process_cpu_seconds` snapshots. Only processes alive at the first snapshot count: the apps and
+    browsers a section starts are its own, even when they leave its tree (Chromium re-parents some of its
+    processes). Unlike the load average, the benchmark's own threads do not count, so a run on an idle machine
+    reads idle."""
     root = os.getpid() if root is None else root
     ours, grew = {root}, True
     while grew:
         grew = False
-        for pid, (ppid, _) in after.items():
+        for pid, (ppid, _) in (*before.items(), *after.items()):
             if ppid in ours and pid not in ours:
                 ours.add(pid)
                 grew = True
-    return sum(cpu - (before[pid][1] if pid in before else 0.0) for pid, (_, cpu) in after.items()
-               if pid not in ours and cpu >= (before[pid][1] if pid in before else 0.0))
+    return sum(max(0.0, cpu - before[pid][1]) for pid, (_, cpu) in after.items() if pid in before and pid not in ours)
 
 
 def machine_info() -> dict[str, Any]:
