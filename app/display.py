@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,11 @@ def png_file(picture: np.ndarray, folder: str | Path) -> Path:
     if not ok:
         raise ValueError(f"could not encode a {picture.shape} picture as PNG")
     path = Path(folder) / hashlib.sha256(data.tobytes()).hexdigest()[:32] / "image.png"
-    if not path.exists():
+    if not path.exists():  # written under a name of its own, then renamed: two requests may draw the same picture
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data.tobytes())
-        tmp.replace(path)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+            tmp.write(data.tobytes())
+        Path(tmp.name).replace(path)
     return path
 
 
