@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import gradio as gr
 import numpy as np
 from gradio.data_classes import ImageData
 
 from contextrast.analysis.colormaps import Scale, with_colour_bar
+from contextrast.analysis.image_io import encode_png
 
 MIN_LONG_SIDE = 480  # px: about the width of a half-page panel
 PNG_LEVEL = 1  # zlib level of the pictures sent: the files are a few % larger than at Gradio's level 6, 5-8× faster
@@ -27,16 +27,12 @@ PNG_LEVEL = 1  # zlib level of the pictures sent: the files are a few % larger t
 
 def png_file(picture: np.ndarray, folder: str | Path) -> Path:
     """(H, W), (H, W, 3) RGB or (H, W, 4) RGBA uint8 → a PNG in `folder`/<content hash>/image.png (written once)."""
-    channels = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}
-    pixels = cv2.cvtColor(picture, channels[picture.shape[2]]) if picture.ndim == 3 else picture
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
-    if not ok:
-        raise ValueError(f"could not encode a {picture.shape} picture as PNG")
-    path = Path(folder) / hashlib.sha256(data.tobytes()).hexdigest()[:32] / "image.png"
+    data = encode_png(picture, PNG_LEVEL)
+    path = Path(folder) / hashlib.sha256(data).hexdigest()[:32] / "image.png"
     if not path.exists():  # written under a name of its own, then renamed: two requests may draw the same picture
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
-            tmp.write(data.tobytes())
+            tmp.write(data)
         Path(tmp.name).replace(path)
     return path
 

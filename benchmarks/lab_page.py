@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.app_start import app_command, free_port
+from benchmarks.machine import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -75,21 +76,14 @@ def settle(pid: int, timeout_s: float = 120.0, busy: float = 0.1, window_s: floa
     """Seconds until process `pid` (and the threads it runs) uses under `busy` of one core over `window_s`: the
     app's start-up warm-up (the first page's forward pass, UMAP's numba kernels) is over. Linux /proc only; elsewhere
     0 at once."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not stat.exists():
-        return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu_s() -> float:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout_s:
-        before = cpu_s()
+    before = cpu_seconds(pid)
+    while before is not None and time.perf_counter() - t0 < timeout_s:
         time.sleep(window_s)
-        if cpu_s() - before < busy * window_s:
+        after = cpu_seconds(pid)
+        if after is None or after - before < busy * window_s:
             break
+        before = after
     return time.perf_counter() - t0
 
 

@@ -50,17 +50,25 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
+def _parent_and_cpu_seconds(stat: Path) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) from a /proc/<pid>/stat file; None once the process is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds process `pid` (all its threads) has used so far (Linux /proc; None elsewhere or when gone)."""
+    found = _parent_and_cpu_seconds(Path(f"/proc/{pid}/stat"))
+    return None if found is None else found[1]
+
+
 def process_cpu_seconds() -> dict[int, tuple[int, float]]:
     """{pid: (parent pid, CPU seconds so far)} of every process (Linux /proc; empty elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    out: dict[int, tuple[int, float]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        out[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    return out
+    found = {int(stat.parent.name): _parent_and_cpu_seconds(stat) for stat in Path("/proc").glob("[0-9]*/stat")}
+    return {pid: v for pid, v in found.items() if v is not None}
 
 
 def others_cpu_seconds(before: dict[int, tuple[int, float]], after: dict[int, tuple[int, float]],
@@ -96,6 +104,4 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_start": list(load) if load else None,
-        # load above the core count means other processes competed for the cores during the run
-        "loaded": bool(load and load[0] > 0.5 * cores),
     }
