@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
 import gradio as gr
 import numpy as np
 
+from app.display import png_file
 from app.lab import Lab
 
 THUMB_HEIGHT = 72  # px
@@ -23,12 +25,16 @@ def build_gallery(lab: Lab) -> list[Any]:
     """The gallery and its set picker; returns the events that open a sample (for `app.main.wire_inputs`)."""
     samples = lab.samples
     sets = samples.set_labels()
-    cache: dict[str, list[tuple[np.ndarray, str]]] = {}
+    cache: dict[str | None, list[tuple[Path, str]]] = {}
 
-    def thumbs(set_label: str | None) -> list[tuple[np.ndarray, str]]:
-        if set_label not in cache:
+    def thumbs(set_label: str | None) -> list[tuple[Path, str]]:
+        """The set's thumbnails as PNG files, encoded once: every page load shows them, and encoding sixty
+        pictures again (Gradio's gallery encodes arrays at each call) was a second of the first page's time.
+        Written again when the app's cache clean-up has removed them."""
+        if set_label not in cache or not all(path.exists() for path, _ in cache[set_label]):
             names = samples.names_in_set(set_label)[:MAX_THUMBS]
-            cache[set_label] = [(thumbnail(samples.load(n)[0]), n.rsplit("/", 1)[-1]) for n in names]
+            cache[set_label] = [(png_file(thumbnail(samples.load(n)[0]), pictures.GRADIO_CACHE),
+                                 n.rsplit("/", 1)[-1]) for n in names]
         return cache[set_label]
 
     with gr.Accordion("Sample thumbnails", open=bool(sets)):

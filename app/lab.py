@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,11 +69,12 @@ class Context:
 
 @dataclass
 class Page:
-    """A tab that draws the current input: `redraw` holds its event keyword arguments (fn, inputs, outputs)."""
+    """A tab that draws the current input: `view` holds its guarded view function, inputs and outputs (the tab's
+    message and the input message last)."""
 
     label: str
     tab: gr.Tab
-    redraw: dict[str, Any] | None = None
+    view: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Lab:
     input_watchers: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run for any new input
     page_loads: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when a browser opens the page
     scale_memory: LRU = field(default_factory=lambda: LRU(256))  # session → {quantity: Scale} (keep one scale)
+    last_view: float | None = None  # time.monotonic() of the latest view request (None: none yet)
 
     def default_classes(self) -> list[str]:
         """Class names of the model the page opens on (class pickers start with these)."""
@@ -99,6 +103,12 @@ class Lab:
         return [self.components[k] for k in ("model", "sample", "image", "label")]
 
     def context(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
+        """The request's model, input and forward pass; marks the lab in use (`last_view`)."""
+        self.last_view = time.monotonic()
+        return self.analyse(model, sample, image, label)
+
+    def analyse(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
+        """`context` without marking the lab in use (the start-up warm-up's forward pass)."""
         try:
             loaded = self.store.get(model)
             lab_input = resolve_input(self.samples, loaded.card, sample, image, label, self.max_side)
@@ -143,23 +153,55 @@ class Lab:
 
     def draws_input(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any], message: Any,
                     api_name: str) -> None:
-        """Register the open tab's view of the current input: drawn when the tab is opened, and again after a new
-        image, label map or model while the tab is the one in view (`Page.redraw`, wired by app.main)."""
+        """Register the open tab's view of the current input: drawn when the tab is opened (`{api_name}_shown`), and
+        again after a new image, label map or model while the tab is the one in view (`view_event`, wired by
+        app.main)."""
         page = self.pages[-1]
         fn = guarded(fn, len(outputs))
         all_outputs = [*outputs, message, self.components["input_message"]]
         page.tab.select(fn, list(inputs), all_outputs, **self.model_event(api_name=f"{api_name}_shown"))
         page.tab.select(lambda: page.label, None, self.components["current_tab"], queue=False,
                         api_name=f"{api_name}_in_view")
+        page.view = dict(fn=fn, inputs=list(inputs), outputs=all_outputs, api_name=api_name)
 
-        def if_in_view(current: str, *args: Any) -> Any:
-            return fn(*args) if current == page.label else [gr.skip()] * len(all_outputs)
+    def view_event(self) -> dict[str, Any] | None:
+        """One event (fn, inputs, outputs) that redraws the tab in view, whichever it is; the others keep their
+        pictures until opened. One event rather than one per tab: each tab's event, even one that only skipped,
+        was a round trip through the queue and a preprocessing of its inputs (40-90 ms on the server on 2 cores),
+        queued before or after the tab in view."""
+        pages = [p for p in self.pages if p.view is not None]
+        if not pages:
+            return None
+        inputs = _unique([self.components["current_tab"], *(c for p in pages for c in p.view["inputs"])])
+        outputs = _unique([c for p in pages for c in p.view["outputs"]])
+        position = {id(c): i for i, c in enumerate(inputs)}
+        slot = {id(c): i for i, c in enumerate(outputs)}
+        plans = {p.label: (p.view["fn"], [position[id(c)] for c in p.view["inputs"]],
+                           [slot[id(c)] for c in p.view["outputs"]], _request_parameter(p.view["fn"]))
+                 for p in pages}
+        names: dict[int, str] = {id(self.components["current_tab"]): "current_tab"}
+        for p in pages:  # each input is named as the first view that reads it names it (the API shows these names)
+            own = [n for n in inspect.signature(p.view["fn"]).parameters if n != plans[p.label][3]]
+            for c, name in zip(p.view["inputs"], own, strict=True):
+                names.setdefault(id(c), name if name not in names.values() else f"{p.view['api_name']}_{name}")
 
-        if_in_view.__signature__ = _with_first_parameter(fn, "current")  # type: ignore[attr-defined]
-        if_in_view.__annotations__ = dict(getattr(fn, "__annotations__", {}))
-        if_in_view.__wrapped__ = fn  # type: ignore[attr-defined]  # its names resolve in the handler's module
-        page.redraw = dict(fn=if_in_view, inputs=[self.components["current_tab"], *inputs], outputs=all_outputs,
-                           api_name=api_name)
+        def view(*values: Any) -> list[Any]:
+            *values, request = values  # Gradio passes the request last: the signature below puts it there
+            shown = [gr.skip()] * len(outputs)
+            plan = plans.get(values[0])
+            if plan is None:
+                return shown
+            fn, where, slots, request_name = plan
+            drawn = fn(*(values[i] for i in where), **({request_name: request} if request_name else {}))
+            for i, value in zip(slots, drawn, strict=True):
+                shown[i] = value
+            return shown
+
+        parameter = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        view.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*(parameter(names[id(c)]) for c in inputs), parameter("request", annotation=gr.Request)])
+        view.__annotations__ = {"request": gr.Request}
+        return dict(fn=view, inputs=inputs, outputs=outputs)
 
     def on_model_change(self, fn: Callable[[str | None], Any], outputs: Sequence[Any]) -> None:
         """`fn(model_name)` updates menus (class pickers, second-model lists) before the views redraw."""
@@ -202,11 +244,17 @@ class Lab:
         self.scale_memory.put(((getattr(request, "session_hash", None) or "-"), view), dict(scales))
 
 
-def _with_first_parameter(fn: Callable[..., Any], name: str) -> inspect.Signature:
-    """`fn`'s signature with a positional parameter `name` in front (Gradio reads it to place special arguments)."""
-    sig = inspect.signature(fn)
-    first = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sig.replace(parameters=[first, *sig.parameters.values()])
+def _unique(components: Sequence[Any]) -> list[Any]:
+    """`components` without repeats (by identity), in order."""
+    seen: set[int] = set()
+    return [c for c in components if id(c) not in seen and not seen.add(id(c))]
+
+
+def _request_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of `fn`'s `gr.Request` parameter (Gradio fills it in), if it has one."""
+    target = inspect.unwrap(fn)
+    hints = typing.get_type_hints(target)
+    return next((name for name in inspect.signature(target).parameters if hints.get(name) is gr.Request), None)
 
 
 _message_filter: list[Callable[[str], str]] = [lambda text: text]

@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from contextrast.paths import PathPolicy
 
 log = logging.getLogger("contextrast.app")
 
+FIRST_VIEW_S = 30.0  # the UMAP warm-up waits this long for a browser's first page (app.main.warm_up_in_background)
+QUIET_S = 2.0  # … and then for this long without a view request
 DELETE_CACHE = (900, 3600)  # every 15 min, Gradio deletes this app's uploads and outputs older than an hour
 
 HEADER = """# Contextrast Lab
@@ -121,21 +124,30 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
     demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab, train=train_tab)
     # in the background: the first page's forward pass, then UMAP's numba kernels (so that neither the first
-    # page nor any user's first projection pays for them, and the compile does not slow the first page)
+    # page nor any user's first projection pays for them, and the compile waits until the first page is drawn)
     demo.umap_warm_up = warm_up_in_background(lab, first_sample) if warm_up_umap else None
     return demo
 
 
-def warm_up_in_background(lab: Lab, sample: str) -> threading.Thread:
+def warm_up_in_background(lab: Lab, sample: str, first_view_s: float = FIRST_VIEW_S, quiet_s: float = QUIET_S
+                          ) -> threading.Thread:
     """A daemon thread that runs the default model on `sample` (into the run cache the first page reads), then
-    compiles UMAP's kernels. A failure only costs the head start: the page reports it when asked."""
+    compiles UMAP's kernels once the first page has been drawn: after the first view request (or `first_view_s`
+    without one) and `quiet_s` without another. The compile is half a minute of a core and of the interpreter's
+    lock; started at once, it slowed the first page by a third on 2 cores. A failure only costs the head start:
+    the page reports it when asked."""
 
     def warm_up() -> None:
         if lab.default_model is not None and sample != UPLOAD:
             try:
-                lab.context(lab.default_model, sample, None, None)
+                lab.analyse(lab.default_model, sample, None, None)
             except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
                 log.info("first page's forward pass not prepared: %s", e)
+        deadline = time.monotonic() + first_view_s
+        while lab.last_view is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        while lab.last_view is not None and time.monotonic() - lab.last_view < quiet_s:
+            time.sleep(0.1)
         embeddings.warm_up_umap()
 
     thread = threading.Thread(target=warm_up, name="lab-warm-up", daemon=True)
@@ -145,10 +157,11 @@ def warm_up_in_background(lab: Lab, sample: str) -> threading.Thread:
 
 def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any]) -> None:
     """Connect the shared inputs to what the tabs registered: a new sample, upload, label map or model first
-    updates the model's menus, then tells the watchers, then redraws the tab in view. `opened`: events of other
-    pickers (thumbnails, the image browser) that set the sample."""
+    updates the model's menus, then tells the watchers and redraws the tab in view (`Lab.view_event`). `opened`:
+    events of other pickers (thumbnails, the image browser) that set the sample."""
     c = lab.components
     samples = lab.samples
+    view = lab.view_event()
 
     def load_sample(sample_name: str | None):
         """Show the picked sample in the image box (an upload stays as it is)."""
@@ -156,35 +169,37 @@ def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any])
             return gr.skip()
         return samples.load(sample_name)[0]
 
-    def follow(event: Any, source: str) -> None:
-        menus = lab.model_menus_event() if source == "model" else None
-        if menus is not None:
-            event = event.then(**menus, api_name="model_menus", concurrency_limit=4)
-        for i, watcher in enumerate(lab.input_watchers):
-            event.then(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4)
-        redraw(event.then, source)
-
     def redraw(trigger: Any, source: str) -> None:
-        for page in lab.pages:
-            if page.redraw is not None:
-                kwargs = {**page.redraw, "api_name": f"{page.redraw['api_name']}_{source}"}
-                trigger(**kwargs, **lab.model_event())
+        if view is not None:
+            trigger(**view, api_name=f"view_{source}", **lab.model_event())
+
+    def follow(trigger: Any, source: str) -> None:
+        """The watchers and the view of a new input; `trigger` registers an event: `.then` of the event that set
+        the input, or the input's own event."""
+        for i, watcher in enumerate(lab.input_watchers):
+            trigger(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4)
+        redraw(trigger, source)
 
     use_upload = lambda: UPLOAD  # noqa: E731
-    follow(c["sample"].input(load_sample, c["sample"], c["image"], api_name="load_sample", concurrency_limit=4),
-           "sample")
-    follow(c["image"].upload(use_upload, None, c["sample"], api_name="use_upload", concurrency_limit=4), "upload")
-    follow(c["label"].upload(use_upload, None, c["sample"], api_name="use_label", concurrency_limit=4), "label")
-    follow(c["label"].clear(lambda: gr.skip(), None, c["sample"], api_name="clear_label", concurrency_limit=4),
+    c["sample"].input(load_sample, c["sample"], c["image"], api_name="load_sample", concurrency_limit=4)
+    # the views read a listed sample by its name, not from the image box: they start with the box's update
+    follow(c["sample"].input, "sample")
+    follow(c["image"].upload(use_upload, None, c["sample"], api_name="use_upload", concurrency_limit=4).then,
+           "upload")
+    follow(c["label"].upload(use_upload, None, c["sample"], api_name="use_label", concurrency_limit=4).then, "label")
+    follow(c["label"].clear(lambda: gr.skip(), None, c["sample"], api_name="clear_label", concurrency_limit=4).then,
            "label_cleared")
-    follow(c["model"].input(lambda: None, None, None, api_name="model_picked", concurrency_limit=4), "model")
+    menus = lab.model_menus_event()  # the views read the class pickers: they redraw after the menus' update
+    follow(c["model"].input(**menus, api_name="model_menus", concurrency_limit=4).then if menus else c["model"].input,
+           "model")
     for i, event in enumerate(opened):
-        follow(event, f"opened_{i}")
+        follow(event.then, f"opened_{i}")
     redraw(go.click, "button")
     redraw(c["keep_scale"].input, "scale")
     for i, load in enumerate(lab.page_loads):
         demo.load(**load, api_name=f"page_load_{i}", concurrency_limit=4)
-    redraw(demo.load, "page_load")
+    # no view on the page's load event: Gradio fires the first tab's select event when the tabs appear, which draws
+    # it (`predict_view_shown`); a load-time view drew the first page a second time, 0.7 s of 2 cores
 
 
 def _reported_val_miou(metrics: dict[str, Any] | None) -> float:

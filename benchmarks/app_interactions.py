@@ -4,8 +4,9 @@
 every tab, UMAP of 20k points ≤ 5 s after warm-up).
 
 Endpoints are addressed by api name and called with the page's own default values (from the app's API
-description) except for the inputs an interaction changes. A change of image or model runs a chain of events
-on the page (new picture → all four views → Errors' "this image"); its time is the sum of the chain's calls.
+description) except for the inputs an interaction changes. A change of image or model runs two events on the
+page (new picture and the view of the tab in view, at once; for a model, the menus then the view); its time here
+is the sum of the two calls.
 An endpoint or input that is gone is reported as "not measured: …", never as a failure of the run.
 """
 
@@ -119,11 +120,11 @@ def run(url: str, quick: bool = False, client: Any = None) -> dict[str, Any]:
 
         def new_sample(i: int):
             s, m = samples[i % len(samples)], current[0]
-            return [("/load_sample", {"sample_name": s}), ("/predict_view_sample", {"sample": s, "model": m})]
+            return [("/load_sample", {"sample_name": s}), ("/view_sample", {"sample": s, "model": m})]
 
         def new_model(i: int):  # on the sample just loaded: the other model has not seen it yet
             s, m = samples[i % len(samples)], others[i % len(others)] if others else current[0]
-            return [("/model_menus", {"model_name": m}), ("/predict_view_model", {"sample": s, "model": m})]
+            return [("/model_menus", {"model_name": m}), ("/view_model", {"sample": s, "model": m})]
 
         pairs = {"new sample": [], "new model": []}
         try:

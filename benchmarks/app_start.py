@@ -1,8 +1,8 @@
 """Cold start of the lab, the way a user meets it: seconds from spawning `contextrast app --no-worker --port P`
 (with `--data SPEC` of the shipped CamVid model's data when it is found, so the page opens on a CamVid image)
 until (1) http://127.0.0.1:P/ answers 200 and (2) the first prediction is served: the Predict tab's view
-(`/predict_view_page_load`) that the page's load event asks for, called through gradio_client with the page's own
-default values. The interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
+(`/predict_view_shown`, what the page asks for when its tabs appear), called through gradio_client with the page's
+own default values. The interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
 
     python -m benchmarks --only app
 """
@@ -106,10 +106,11 @@ def cold_start(data: str | None = None, timeout_s: float = 240.0, keep: bool = F
 
 
 def analyse_defaults(url: str) -> Any:
-    """What the page's load event asks for: the Predict view with every input at the page's default."""
+    """What the page asks for when it opens (Gradio fires the first tab's select event): the Predict view with every
+    input at the page's default."""
     from benchmarks.app_interactions import Endpoints
 
-    return Endpoints(url).call("/predict_view_page_load")
+    return Endpoints(url).call("/predict_view_shown")
 
 
 def run(quick: bool = False, data: str | None = None, interactions: Callable[[str], dict[str, Any]] | None = None

@@ -17,7 +17,9 @@ gets from the convolution library. Every variant's argmax is compared with fp32 
 Variants (registry `VARIANTS`): `eager` (fp32, `no_grad`), `inference_mode`, `channels_last`, `bf16`
 (autocast), `channels_last_bf16`, `folded_channels_last(_bf16)` (batch norm folded into the convolutions,
 `contextrast.models.fusion`), `compile` (`torch.compile` of the channels_last network with static
-shapes; first-call time reported apart); on CUDA also `amp_fp16`. With dynamic shapes (what
+shapes; first-call time reported apart), `compile_frozen(_bf16)` (the same with Inductor's freezing: weights as
+constants, batch norm folded, weights pre-packed for oneDNN; bf16 only where the CPU has bf16 units); on CUDA
+also `amp_fp16`. With dynamic shapes (what
 `torch.compile` switches to when a second input size arrives) Inductor fails to lower
 `adaptive_avg_pool2d` to a symbolic output size — reproduction in docs/performance.md — so each size
 compiles on its own.
@@ -128,6 +130,23 @@ def _compile(model: nn.Module) -> Variant:
     return Variant(_runner(compiled, torch.inference_mode, None), _channels_last)
 
 
+# Inductor "freezing": the weights become constants of the compiled graph, so it folds batch norm into the
+# convolutions and pre-packs the weights in oneDNN's blocked layouts once, instead of at every call
+FROZEN = {"freezing": True}
+
+
+@VARIANTS.register("compile_frozen")
+def _compile_frozen(model: nn.Module) -> Variant:
+    compiled = torch.compile(_cl_model(model), dynamic=False, options=FROZEN)
+    return Variant(_runner(compiled, torch.no_grad, None), _channels_last)
+
+
+@VARIANTS.register("compile_frozen_bf16")
+def _compile_frozen_bf16(model: nn.Module) -> Variant:
+    compiled = torch.compile(_cl_model(model), dynamic=False, options=FROZEN)
+    return Variant(_runner(compiled, torch.no_grad, torch.bfloat16), _channels_last, "bf16")
+
+
 def variants_for(device: torch.device, quick: bool, size: tuple[int, int], bf16_in_hardware: bool) -> list[str]:
     """The variants worth timing. Compile is minutes of compilation on a CPU: full mode only. Emulated bf16
     (no bf16 units) runs at a few GFLOP/s, tens of seconds a call at the large size: there only the candidate
@@ -140,7 +159,9 @@ def variants_for(device: torch.device, quick: bool, size: tuple[int, int], bf16_
     if device.type == "cuda":
         names.append("amp_fp16")
     if not quick:
-        names.append("compile")
+        names += ["compile", "compile_frozen"]
+        if bf16_in_hardware or device.type == "cuda":
+            names.append("compile_frozen_bf16")
     return names
 
 

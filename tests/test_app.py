@@ -85,10 +85,10 @@ def test_every_event_has_an_api_name_and_model_events_are_limited(lab):
     fns = list(demo.fns.values())
     assert fns and all(fn.api_name for fn in fns)
     heavy = [fn for fn in fns if fn.concurrency_id == "model"]
-    assert {"predict", "srm", "crm", "crm_pick", "bane", "predict_view_button"} <= {fn.api_name for fn in heavy}
+    assert {"predict", "srm", "crm", "crm_pick", "bane", "view_button", "view_sample"} <= {fn.api_name for fn in heavy}
     assert all(fn.concurrency_limit == 1 for fn in heavy)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/predict", "/srm", "/crm", "/bane", "/predict_view_button", "/load_sample"} <= set(endpoints)
+    assert {"/predict", "/srm", "/crm", "/bane", "/view_button", "/load_sample"} <= set(endpoints)
     # the Train tab (contextrast.jobs) is part of the launched app
     assert {"/train_submit", "/train_poll", "/train_cancel", "/train_stop", "/train_resume"} <= set(endpoints)
 
@@ -117,15 +117,31 @@ def test_host_needs_auth_or_insecure():
 # ---------------------------------------------------------------------------------------------- tabs
 
 
+def view_in(demo: gr.Blocks, tab: str, **values) -> tuple[list, list]:
+    """The Analyse button's event with `tab` in view, every other input at the page's default except `values`
+    (by elem_id or label): the outputs of that tab's view, and those of every other tab."""
+    fn = next(f for f in demo.fns.values() if f.api_name == "view_button")
+    c = demo.lab.components
+    named = {getattr(b, "elem_id", None) or getattr(b, "label", None): b for b in fn.inputs}
+    given = {id(named[k]): v for k, v in values.items()}
+    args = [tab if b is c["current_tab"] else None if b is c["image"] else given.get(id(b), b.preprocess(b.value))
+            for b in fn.inputs]  # the image box: the listed sample is drawn, not the box
+    shown = dict(zip(map(id, fn.outputs), fn.fn(*args, None), strict=True))
+    page = next(p for p in demo.lab.pages if p.label == tab)
+    mine = page.view["outputs"] if page.view else []
+    return [shown[id(o)] for o in mine], [v for k, v in shown.items() if k not in set(map(id, mine))]
+
+
 def test_analyse_redraws_the_tab_in_view_only(lab):
-    """The Analyse button (and a new input) redraws the tab being looked at; the others wait until opened."""
+    """The Analyse button (and a new input) redraws the tab being looked at, in one event; the others keep what
+    they show until opened."""
     demo, _, _ = lab
-    fns = {fn.api_name: fn for fn in demo.fns.values()}
-    srm = fns["srm_view_button"].fn
-    out = srm("SRM offsets", "toy-srm", SAMPLE, None, None, False, 2, 24, None)
-    assert out[0] is not None and "Step" in out[9] and out[-2:] == ["", ""]
-    assert all(is_kept(v) for v in srm("Predict", "toy-srm", SAMPLE, None, None, False, 2, 24, None))
-    crm = fns["crm_view_button"].fn("CRM attention", "toy-srm", SAMPLE, None, None, False, 30, 40, None)
+    srm, others = view_in(demo, "SRM offsets", Model="toy-srm", Sample=SAMPLE)
+    assert srm[0] is not None and "Step" in srm[9] and srm[-2:] == ["", ""]
+    assert others and all(is_kept(v) for v in others)
+    nothing, kept = view_in(demo, "Embeddings", Model="toy-srm", Sample=SAMPLE)  # a tab without such a view
+    assert nothing == [] and all(is_kept(v) for v in kept)
+    crm, _ = view_in(demo, "CRM attention", Model="toy-srm", Sample=SAMPLE)
     assert "Query pixel" in crm[4]
     # opening a tab draws it (and makes it the one in view)
     tab = next(b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "BANE")

@@ -215,7 +215,8 @@ def test_interactions_of_a_missing_endpoint_are_not_measured_rather_than_failed(
 
 
 def test_browser_rows_judge_each_click_against_its_budget_and_flag_what_the_page_showed():
-    result = {"command": "contextrast app", "page_open_s": 3.2, "repeats": 2, "problems": ["toast: boom"],
+    result = {"command": "contextrast app", "page_open_s": 3.2, "answered_s": 4.0, "cold_start_drawn_s": 7.2,
+              "ready_target_s": 6.0, "repeats": 2, "problems": ["toast: boom"],
               "interactions": {"CRM click": {"median_s": 0.4, "runs_s": [0.4, 0.4], "budget_s": 1.0},
                                "new model (SRM offsets)": {"median_s": 2.5, "runs_s": [2.5, 2.5], "budget_s": 2.0},
                                "UMAP 20k points of 16 images (Embeddings)": {"median_s": 4.0, "runs_s": [4.0],
@@ -226,6 +227,8 @@ def test_browser_rows_judge_each_click_against_its_budget_and_flag_what_the_page
     assert verdicts["click to result: new model (SRM offsets)"][1] == "MISS"
     assert verdicts["click to result: UMAP 20k points of 16 images (Embeddings)"] == ("4.00 s (warm-up 9.00 s)", "ok")
     assert verdicts["the page showed a problem"] == ("toast: boom", "MISS")
+    assert verdicts["browser: `contextrast app` cold start to first prediction drawn"] == (
+        "7.2 s (page answered 4.0 s)", "MISS")
     assert report.rows({"browser": {"result": {"not_measured": "no chromium"}}}) == [
         ("browser", "click to result", "no chromium", "", "")]
 

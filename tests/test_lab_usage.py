@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 import pytest
@@ -178,7 +179,12 @@ def test_thumbnail_gallery_opens_a_sample(lab):
 
     demo, _ = lab
     pictures = fn_named(demo, "thumbnails").fn("toy")
-    assert len(pictures) > 1 and pictures[0][0].shape[0] == 72
+    assert len(pictures) > 1 and cv2.imread(str(pictures[0][0])).shape[0] == 72
+    # encoded once for every page load, and again when the cache clean-up removed them
+    assert fn_named(demo, "thumbnails").fn("toy") == pictures
+    pictures[0][0].unlink()
+    again = fn_named(demo, "thumbnails").fn("toy")
+    assert again[0][0].is_file() and [c for _, c in again] == [c for _, c in pictures]
     opened = fn_named(demo, "open_thumbnail")
     args, *_ = helpers.special_args(opened.fn, ["toy"], None, SelectData(None, {"index": 1, "value": None}))
     name, rgb = opened.fn(*args)

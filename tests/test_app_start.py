@@ -1,0 +1,72 @@
+"""The lab's start-up: Gradio imported without its type-stub writer, the UMAP warm-up held back until the first
+page is drawn, and the first page drawn once (by the first tab's select event, not again on load)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+from lab_helpers import write_checkpoint
+
+from app import main as app_main
+from app.main import build_ui
+from app.samples import UPLOAD
+
+
+def test_gradio_is_imported_without_writing_type_stubs():
+    """Importing the lab first turns off the step of Gradio's component metaclass that re-parses each component's
+    source and writes a .pyi beside it (half of `import gradio`)."""
+    code = ("import app, gradio, gradio.component_meta as meta, app.gradio_import as g; "
+            "print(meta.create_or_modify_pyi is g._no_stub)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def _warm_up_times(monkeypatch, last_view, first_view_s, quiet_s):
+    compiled = threading.Event()
+    monkeypatch.setattr(app_main.embeddings, "warm_up_umap", compiled.set)
+    lab = SimpleNamespace(default_model=None, last_view=last_view)
+    t0 = time.monotonic()
+    thread = app_main.warm_up_in_background(lab, UPLOAD, first_view_s=first_view_s, quiet_s=quiet_s)
+    return lab, compiled, t0, thread
+
+
+def test_the_umap_warm_up_waits_for_the_first_page_and_a_quiet_moment(monkeypatch):
+    # no page opened: the compile starts after `first_view_s`
+    _, compiled, t0, thread = _warm_up_times(monkeypatch, None, first_view_s=0.4, quiet_s=0.2)
+    assert compiled.wait(10) and time.monotonic() - t0 >= 0.4
+    thread.join(5)
+    # a page being drawn: the compile waits until `quiet_s` after the latest view request
+    lab, compiled, t0, thread = _warm_up_times(monkeypatch, time.monotonic(), first_view_s=30, quiet_s=0.5)
+    time.sleep(0.3)
+    lab.last_view = time.monotonic()  # another view
+    assert not compiled.is_set()
+    assert compiled.wait(10) and time.monotonic() - lab.last_view >= 0.5
+    thread.join(5)
+
+
+def test_a_view_request_marks_the_lab_in_use_and_the_warm_ups_pass_does_not(tmp_path):
+    write_checkpoint(tmp_path / "toy-a")
+    demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False)
+    lab = demo.lab
+    sample = lab.samples.names()[0]
+    lab.analyse("toy-a", sample, None, None)
+    assert lab.last_view is None
+    before = time.monotonic()
+    lab.context("toy-a", sample, None, None)
+    assert lab.last_view is not None and lab.last_view >= before
+
+
+def test_the_first_page_is_drawn_by_the_first_tabs_select_event_only(tmp_path):
+    """Gradio fires the first tab's select event when the tabs appear; a view on the load event drew it twice."""
+    write_checkpoint(tmp_path / "toy-a")
+    demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False)
+    on_load = [fn for fn in demo.fns.values() if any(t[1] == "load" for t in fn.targets)]
+    assert on_load and not any(id(o) in {id(p.view["outputs"][0]) for p in demo.lab.pages if p.view}
+                               for fn in on_load for o in fn.outputs)
+    first = demo.lab.pages[0]
+    assert first.label == "Predict" and any(fn.api_name == "predict_view_shown" for fn in demo.fns.values())
