@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,11 +30,13 @@ def png_file(picture: np.ndarray, folder: str | Path) -> Path:
     """(H, W), (H, W, 3) RGB or (H, W, 4) RGBA uint8 → a PNG in `folder`/<content hash>/image.png (written once)."""
     data = encode_png(picture, PNG_LEVEL)
     path = Path(folder) / hashlib.sha256(data).hexdigest()[:32] / "image.png"
-    if not path.exists():  # written under a name of its own, then renamed: two requests may draw the same picture
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
-            tmp.write(data)
-        Path(tmp.name).replace(path)
+    if path.exists():  # drawn again: the app's cache clean-up (by age) must count from now
+        os.utime(path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)  # written under a name of its own, then renamed: two requests may
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:  # draw the same picture
+        tmp.write(data)
+    Path(tmp.name).replace(path)
     return path
 
 

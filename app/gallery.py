@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ def build_gallery(lab: Lab) -> list[Any]:
         """The set's thumbnails as PNG files, encoded once: every page load shows them, and encoding sixty
         pictures again (Gradio's gallery encodes arrays at each call) was a second of the first page's time.
         Written again when the app's cache clean-up has removed them."""
-        if set_label not in cache or not all(path.exists() for path, _ in cache[set_label]):
+        if set_label in cache and all(path.exists() for path, _ in cache[set_label]):
+            for path, _ in cache[set_label]:
+                os.utime(path)  # handed out again: the app's cache clean-up (by age) counts from now
+        else:
             names = samples.names_in_set(set_label)[:MAX_THUMBS]
             cache[set_label] = [(png_file(thumbnail(samples.load(n)[0]), pictures.GRADIO_CACHE),
                                  n.rsplit("/", 1)[-1]) for n in names]
@@ -53,5 +57,7 @@ def build_gallery(lab: Lab) -> list[Any]:
 
     which.input(thumbs, which, pictures, api_name="thumbnails", concurrency_limit=4)
     lab.on_page_load(lambda set_label: thumbs(set_label), [which], [pictures])
+    if sets:  # the first page's thumbnails are ready before a browser asks (60 pictures decoded, shrunk, encoded)
+        lab.warm_ups.append(lambda: thumbs(sets[0]))
     return [pictures.select(open_thumbnail, which, [lab.components["sample"], lab.components["image"]],
                             api_name="open_thumbnail", concurrency_limit=4)]

@@ -13,30 +13,37 @@ import importlib.abc
 import importlib.machinery
 import sys
 from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 MODULE = "gradio.component_meta"
-STUB_WRITER = "create_or_modify_pyi"
 
 
 class _WithoutStubs(importlib.abc.MetaPathFinder):
-    """Finds `gradio.component_meta` as the normal path finder does; once it has run, its stub writer does nothing."""
+    """Finds `gradio.component_meta` as the path finder does; once it has run, its stub writer does nothing. It leaves
+    `sys.meta_path` after that one module has loaded (not while the import system walks the list)."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if fullname != MODULE:
             return None
-        sys.meta_path.remove(self)  # one module, once
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        run_module = spec.loader.exec_module
+            return spec  # not a plain source module: the import goes on as it would have
+        loader = spec.loader
+        run_module = loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
-            run_module(module)
-            if callable(getattr(module, STUB_WRITER, None)):  # a Gradio without it: nothing to turn off
-                setattr(module, STUB_WRITER, _no_stub)
+            try:
+                run_module(module)
+            finally:
+                del loader.exec_module  # type: ignore[attr-defined]  # the loader's own method again
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+            if callable(getattr(module, "create_or_modify_pyi", None)):  # a Gradio without it: nothing to turn off
+                module.create_or_modify_pyi = _no_stub  # type: ignore[attr-defined]
 
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 

@@ -15,9 +15,10 @@ import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio import utils as gradio_utils
 
 from app.display import Picture
 from app.inputs import LabInput, resolve_input
@@ -92,6 +93,7 @@ class Lab:
     page_loads: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when a browser opens the page
     scale_memory: LRU = field(default_factory=lambda: LRU(256))  # session → {quantity: Scale} (keep one scale)
     last_view: float | None = None  # time.monotonic() of the latest view request (None: none yet)
+    warm_ups: list[Callable[[], Any]] = field(default_factory=list)  # work the start-up warm-up does ahead of a page
 
     def default_classes(self) -> list[str]:
         """Class names of the model the page opens on (class pickers start with these)."""
@@ -134,9 +136,13 @@ class Lab:
     # ------------------------------------------------------------------------------------------- registration
 
     def page(self, label: str) -> gr.Tab:
-        """Open a tab (use as `with lab.page("Predict"):`); the lab remembers it as the current tab when selected."""
+        """Open a tab (use as `with lab.page("Predict"):`); the lab remembers it as the current tab when selected
+        (`current_tab`: a new input redraws that tab only, and none while a tab without such a view is open)."""
         tab = gr.Tab(label)
         self.pages.append(Page(label, tab))
+        if "current_tab" in self.components:
+            tab.select(lambda: label, None, self.components["current_tab"], queue=False,
+                       api_name=f"in_view_{label.lower().replace(' ', '_')}")
         return tab
 
     def on(self, triggers: Any, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any],
@@ -157,12 +163,23 @@ class Lab:
         again after a new image, label map or model while the tab is the one in view (`view_event`, wired by
         app.main)."""
         page = self.pages[-1]
-        fn = guarded(fn, len(outputs))
+        fn = self._marks_in_use(guarded(fn, len(outputs)))
         all_outputs = [*outputs, message, self.components["input_message"]]
         page.tab.select(fn, list(inputs), all_outputs, **self.model_event(api_name=f"{api_name}_shown"))
-        page.tab.select(lambda: page.label, None, self.components["current_tab"], queue=False,
-                        api_name=f"{api_name}_in_view")
         page.view = dict(fn=fn, inputs=list(inputs), outputs=all_outputs, api_name=api_name)
+
+    def _marks_in_use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn`, setting `last_view` when it returns too (`context` sets it as a view starts): the start-up warm-up
+        waits for a quiet moment after the first page is drawn, not after its forward pass."""
+
+        @functools.wraps(fn)
+        def view(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.last_view = time.monotonic()
+
+        return view
 
     def view_event(self) -> dict[str, Any] | None:
         """One event (fn, inputs, outputs) that redraws the tab in view, whichever it is; the others keep their
@@ -176,12 +193,12 @@ class Lab:
         outputs = _unique([c for p in pages for c in p.view["outputs"]])
         position = {id(c): i for i, c in enumerate(inputs)}
         slot = {id(c): i for i, c in enumerate(outputs)}
-        plans = {p.label: (p.view["fn"], [position[id(c)] for c in p.view["inputs"]],
-                           [slot[id(c)] for c in p.view["outputs"]], _request_parameter(p.view["fn"]))
+        plans = {p.label: _ViewPlan(p.view["fn"], [position[id(c)] for c in p.view["inputs"]],
+                                    [slot[id(c)] for c in p.view["outputs"]], _request_parameter(p.view["fn"]))
                  for p in pages}
         names: dict[int, str] = {id(self.components["current_tab"]): "current_tab"}
         for p in pages:  # each input is named as the first view that reads it names it (the API shows these names)
-            own = [n for n in inspect.signature(p.view["fn"]).parameters if n != plans[p.label][3]]
+            own = [n for n in inspect.signature(p.view["fn"]).parameters if n != plans[p.label].request_name]
             for c, name in zip(p.view["inputs"], own, strict=True):
                 names.setdefault(id(c), name if name not in names.values() else f"{p.view['api_name']}_{name}")
 
@@ -191,9 +208,9 @@ class Lab:
             plan = plans.get(values[0])
             if plan is None:
                 return shown
-            fn, where, slots, request_name = plan
-            drawn = fn(*(values[i] for i in where), **({request_name: request} if request_name else {}))
-            for i, value in zip(slots, drawn, strict=True):
+            kwargs = {plan.request_name: request} if plan.request_name else {}
+            drawn = plan.fn(*(values[i] for i in plan.inputs), **kwargs)
+            for i, value in zip(plan.outputs, drawn, strict=True):
                 shown[i] = value
             return shown
 
@@ -244,6 +261,16 @@ class Lab:
         self.scale_memory.put(((getattr(request, "session_hash", None) or "-"), view), dict(scales))
 
 
+class _ViewPlan(NamedTuple):
+    """How the one view event calls a tab's view: its function, the positions of its inputs among the event's, the
+    slots of its outputs among the event's, and the name of its `gr.Request` parameter (if any)."""
+
+    fn: Callable[..., Any]
+    inputs: list[int]
+    outputs: list[int]
+    request_name: str | None
+
+
 def _unique(components: Sequence[Any]) -> list[Any]:
     """`components` without repeats (by identity), in order."""
     seen: set[int] = set()
@@ -253,8 +280,9 @@ def _unique(components: Sequence[Any]) -> list[Any]:
 def _request_parameter(fn: Callable[..., Any]) -> str | None:
     """The name of `fn`'s `gr.Request` parameter (Gradio fills it in), if it has one."""
     target = inspect.unwrap(fn)
-    hints = typing.get_type_hints(target)
-    return next((name for name in inspect.signature(target).parameters if hints.get(name) is gr.Request), None)
+    hints = gradio_utils.get_type_hints(target)  # as Gradio reads them (names it cannot resolve are left out)
+    return next((name for name in inspect.signature(target).parameters
+                 if hints.get(name) is gr.Request or gr.Request in typing.get_args(hints.get(name))), None)
 
 
 _message_filter: list[Callable[[str], str]] = [lambda text: text]

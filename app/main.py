@@ -40,7 +40,8 @@ from contextrast.paths import PathPolicy
 log = logging.getLogger("contextrast.app")
 
 FIRST_VIEW_S = 30.0  # the UMAP warm-up waits this long for a browser's first page (app.main.warm_up_in_background)
-QUIET_S = 2.0  # … and then for this long without a view request
+QUIET_S = 2.0  # … and then for this long without a view request (started or finished)
+MAX_QUIET_WAIT_S = 60.0  # … but no longer than this
 DELETE_CACHE = (900, 3600)  # every 15 min, Gradio deletes this app's uploads and outputs older than an hour
 
 HEADER = """# Contextrast Lab
@@ -131,8 +132,9 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
 
 def warm_up_in_background(lab: Lab, sample: str, first_view_s: float = FIRST_VIEW_S, quiet_s: float = QUIET_S
                           ) -> threading.Thread:
-    """A daemon thread that runs the default model on `sample` (into the run cache the first page reads), then
-    compiles UMAP's kernels once the first page has been drawn: after the first view request (or `first_view_s`
+    """A daemon thread that runs the default model on `sample` (into the run cache the first page reads) and the
+    tabs' other preparations (`Lab.warm_ups`: the first thumbnails), then compiles UMAP's kernels once the first
+    page has been drawn: after the first view request (or `first_view_s`
     without one) and `quiet_s` without another. The compile is half a minute of a core and of the interpreter's
     lock; started at once, it slowed the first page by a third on 2 cores. A failure only costs the head start:
     the page reports it when asked."""
@@ -143,10 +145,17 @@ def warm_up_in_background(lab: Lab, sample: str, first_view_s: float = FIRST_VIE
                 lab.analyse(lab.default_model, sample, None, None)
             except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
                 log.info("first page's forward pass not prepared: %s", e)
-        deadline = time.monotonic() + first_view_s
-        while lab.last_view is None and time.monotonic() < deadline:
+        for prepare in lab.warm_ups:
+            try:
+                prepare()
+            except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
+                log.info("not prepared ahead of the first page: %s", e)
+        start = time.monotonic()
+        while lab.last_view is None and time.monotonic() - start < first_view_s:
             time.sleep(0.1)
-        while lab.last_view is not None and time.monotonic() - lab.last_view < quiet_s:
+        # a lab in constant use (views less than `quiet_s` apart) gets the compile after `first_view_s` + 60 s
+        while (lab.last_view is not None and time.monotonic() - lab.last_view < quiet_s
+               and time.monotonic() - start < first_view_s + MAX_QUIET_WAIT_S):
             time.sleep(0.1)
         embeddings.warm_up_umap()
 

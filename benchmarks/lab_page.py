@@ -144,9 +144,9 @@ class LabPage:
                 + [f"message: {m}" for m in self.messages()])
 
     def shot(self, path: str | Path) -> None:
-        """A screenshot of the whole page, once its visible pictures have loaded. Pictures in tabs not shown (a
-        hidden tab redrawn for a new input) are not waited for: lazy images there load only when shown; the ones
-        shown are made eager so that those below the fold load for the full-page shot."""
+        """A screenshot of the whole page, once its visible pictures have loaded. Pictures in tabs not shown are not
+        waited for (lazy images there load only when shown); the ones shown are made eager so that those below the
+        fold load for the full-page shot."""
         self.page.wait_for_function(
             "() => [...document.images].filter(i => i.offsetParent !== null)"
             ".every(i => { if (i.loading === 'lazy') i.loading = 'eager'; return i.complete; })",

@@ -516,10 +516,11 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
     compiled = [(mm["name"], _size(s["size"]), name, v) for mm in models for s in mm["sizes"]
                 for name, v in s["variants"].items() if name.startswith("compile")]
     if compiled:
-        lines += ["`compile_frozen` adds Inductor's freezing (`options={'freezing': True}`): the weights become "
-                  "constants of the graph, so batch norm is folded into the convolutions and the weights are "
-                  "pre-packed in oneDNN's layouts once instead of at every call; `compile_frozen_bf16` runs it "
-                  "under bf16 autocast.", ""]
+        lines += ["`compile_frozen` adds Inductor's freezing (`torch._inductor.config.patch(freezing=True)` while "
+                  "the first call compiles): the weights become constants of the graph, so batch norm is folded "
+                  "into the convolutions and the weights are pre-packed in oneDNN's layouts once instead of at "
+                  "every call; the compiled graph also writes the fp32 logits itself. `compile_frozen_bf16` runs "
+                  "it under bf16 autocast.", ""]
     for name, size, variant, v in compiled:
         lines.append(f"- {name}, {size}, `{variant}`: " + (f"failed: {v['error'][:160]}" if "error" in v else
                      f"first call (compilation) {v['first_call_s']:.0f} s, then {v['median_s']:.3f} s a call "
@@ -549,22 +550,26 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
 
 def _ceiling_lines(models: list[dict[str, Any]]) -> list[str]:
     """At 1024×2048, the best share of each limit beside the share the network's own 3×3 convolutions reach run
-    alone (the most the convolution library gives its arithmetic): the distance left to the targets."""
+    alone (the most the convolution library gives its arithmetic): the distance left to the targets. Only variants
+    whose predictions agree with fp32 eager count (`benchmarks.inference.AGREEMENT_FLOOR`)."""
+    from benchmarks.inference import AGREEMENT_FLOOR
+
     lines = []
     for m in models:
         for s in m["sizes"]:
             if tuple(s["size"]) != (1024, 2048):
                 continue
             for label, c in s.get("conv3x3", {}).items():
-                runs = [(n, v) for n, v in s["variants"].items() if v.get("limit") == label and v.get(SHARE)]
+                runs = [(n, v) for n, v in s["variants"].items() if v.get("limit") == label and v.get(SHARE)
+                        and v.get("agreement", 0) >= AGREEMENT_FLOOR]
                 if not runs or c.get(SHARE) is None:
                     continue
                 best, v = max(runs, key=lambda nv: nv[1][SHARE])
                 lines.append(f"- {m['name']}, 1024×2048, {label}: best `{best}` share {_s(v[SHARE])} of the "
                              f"{label} limit; its 3×3 convolutions run alone {_s(c[SHARE])}. The rest of the "
-                             "network (batch norm unless folded, upsampling, concatenation, SRM's sampling) is "
-                             "memory-bound work far below that rate, so the convolutions' share is the most the whole "
-                             "network can approach.")
+                             "network (upsampling, concatenation, SRM's sampling, batch norm where it is not folded) "
+                             "is memory-bound work far below that rate, so the convolutions' share is the most the "
+                             "whole network can approach.")
     return (["## Distance to the limit at 1024×2048", "", *lines, ""]) if lines else []
 
 

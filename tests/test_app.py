@@ -146,7 +146,14 @@ def test_analyse_redraws_the_tab_in_view_only(lab):
     # opening a tab draws it (and makes it the one in view)
     tab = next(b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "BANE")
     opened = [fn for fn in demo.fns.values() if (tab._id, "select") in [(t[0], t[1]) for t in fn.targets]]
-    assert {fn.api_name for fn in opened} == {"bane_view_shown", "bane_view_in_view"}
+    assert {fn.api_name for fn in opened} == {"bane_view_shown", "in_view_bane"}
+    # every tab, with or without such a view, becomes the one in view when opened (no hidden tab is redrawn)
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    current = demo.lab.components["current_tab"]
+    for tab in tabs:
+        marks = [fn for fn in demo.fns.values() if (tab._id, "select") in [(t[0], t[1]) for t in fn.targets]
+                 and fn.outputs == [current]]
+        assert len(marks) == 1 and marks[0].fn() == tab.label, tab.label
 
 
 def test_predict_tab(lab):

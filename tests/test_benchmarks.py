@@ -319,3 +319,25 @@ def test_derived_limit_of_this_machine_bounds_every_share():
         assert lim.bf16_gflops is None or lim.bf16_gflops >= lim.fp32_gflops
         rate = limits.matmul_rate(size=256, repeats=1)
         assert 0 < limits.share(rate["gflops"], lim.fp32_gflops) <= 1
+
+
+def test_frozen_compile_variants_return_the_runners_fp32_logits_and_run_in_full_mode_only():
+    """The frozen-compile variants compile `_FloatLogits` (the model's logits cast to fp32, under autocast for
+    bf16): eager, it returns what the other variants' runner returns. They are timed in full mode only, the bf16
+    one only where bf16 runs on its own units."""
+    from benchmarks.inference import VARIANTS, _FloatLogits, _runner, variants_for
+    from contextrast.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"num_classes": 3, "decoder_channels": 16, "embed_dim": 8}).eval()
+    x = torch.randn(1, 3, 64, 96)
+    for dtype in (None, torch.bfloat16):
+        with torch.no_grad():
+            wrapped = _FloatLogits(model, dtype)(x)
+        expected = _runner(model, torch.no_grad, dtype)(x)
+        assert wrapped.dtype == torch.float32 and torch.equal(wrapped, expected)
+    cpu = torch.device("cpu")
+    assert {"compile_frozen", "compile_frozen_bf16"} <= set(VARIANTS.names())
+    assert {"compile_frozen", "compile_frozen_bf16"} <= set(variants_for(cpu, False, (1024, 2048), True))
+    assert "compile_frozen_bf16" not in variants_for(cpu, False, (1024, 2048), False)
+    assert not any(n.startswith("compile") for n in variants_for(cpu, True, (1024, 2048), True))

@@ -180,7 +180,8 @@ def test_thumbnail_gallery_opens_a_sample(lab):
     demo, _ = lab
     pictures = fn_named(demo, "thumbnails").fn("toy")
     assert len(pictures) > 1 and cv2.imread(str(pictures[0][0])).shape[0] == 72
-    # encoded once for every page load, and again when the cache clean-up removed them
+    # the same files for every page load (that they are not encoded again: tests/test_app_start.py), written again
+    # when the cache clean-up removed them
     assert fn_named(demo, "thumbnails").fn("toy") == pictures
     pictures[0][0].unlink()
     again = fn_named(demo, "thumbnails").fn("toy")
