@@ -11,7 +11,7 @@ import hashlib
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,22 @@ MIN_LONG_SIDE = 480  # px: about the width of a half-page panel
 PNG_LEVEL = 1  # zlib level of the pictures sent: the files are a few % larger than at Gradio's level 6, 5-8× faster
 
 
+def still_cached(paths: Iterable[Path]) -> bool:
+    """Whether every file of `paths` is still there; if so, each is handed out again, and the app's cache clean-up
+    (which removes files by age) counts from now."""
+    paths = list(paths)
+    if not all(path.exists() for path in paths):
+        return False
+    for path in paths:
+        os.utime(path)
+    return True
+
+
 def png_file(picture: np.ndarray, folder: str | Path) -> Path:
     """(H, W), (H, W, 3) RGB or (H, W, 4) RGBA uint8 → a PNG in `folder`/<content hash>/image.png (written once)."""
     data = encode_png(picture, PNG_LEVEL)
     path = Path(folder) / hashlib.sha256(data).hexdigest()[:32] / "image.png"
-    if path.exists():  # drawn again: the app's cache clean-up (by age) must count from now
-        os.utime(path)
+    if still_cached([path]):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)  # written under a name of its own, then renamed: two requests may
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:  # draw the same picture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app.display import png_file
+from app.display import png_file, still_cached
 from app.lab import Lab
 
 THUMB_HEIGHT = 72  # px
@@ -32,10 +31,7 @@ def build_gallery(lab: Lab) -> list[Any]:
         """The set's thumbnails as PNG files, encoded once: every page load shows them, and encoding sixty
         pictures again (Gradio's gallery encodes arrays at each call) was a second of the first page's time.
         Written again when the app's cache clean-up has removed them."""
-        if set_label in cache and all(path.exists() for path, _ in cache[set_label]):
-            for path, _ in cache[set_label]:
-                os.utime(path)  # handed out again: the app's cache clean-up (by age) counts from now
-        else:
+        if set_label not in cache or not still_cached(path for path, _ in cache[set_label]):
             names = samples.names_in_set(set_label)[:MAX_THUMBS]
             cache[set_label] = [(png_file(thumbnail(samples.load(n)[0]), pictures.GRADIO_CACHE),
                                  n.rsplit("/", 1)[-1]) for n in names]

@@ -140,12 +140,9 @@ def warm_up_in_background(lab: Lab, sample: str, first_view_s: float = FIRST_VIE
     the page reports it when asked."""
 
     def warm_up() -> None:
-        if lab.default_model is not None and sample != UPLOAD:
-            try:
-                lab.analyse(lab.default_model, sample, None, None)
-            except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
-                log.info("first page's forward pass not prepared: %s", e)
-        for prepare in lab.warm_ups:
+        first_page = ([lambda: lab.analyse(lab.default_model, sample, None, None)]
+                      if lab.default_model is not None and sample != UPLOAD else [])
+        for prepare in [*first_page, *lab.warm_ups]:
             try:
                 prepare()
             except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong

@@ -33,7 +33,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,13 +72,28 @@ class Variant:
 VARIANTS: Registry[Callable[[nn.Module], Variant]] = Registry("inference variant")
 
 
+class _FloatLogits(nn.Module):
+    """`model`'s logits as fp32 (under autocast to `dtype` when given): what every variant returns, as one module,
+    so that a compiled graph writes the fp32 output itself instead of a separate conversion after it (a bf16 →
+    fp32 copy of the 11-channel channels_last logits: 90 ms a call at 1024×2048)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+        self.device_type = next(model.parameters()).device.type
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            return logits_of(self.model(x)).float()
+
+
 def _runner(model: nn.Module, grad_mode: Callable[[], AbstractContextManager], autocast_dtype: torch.dtype | None):
-    device_type = next(model.parameters()).device.type
+    """`model`'s fp32 logits (`_FloatLogits`) under `grad_mode`."""
+    logits = _FloatLogits(model, autocast_dtype)
 
     def forward(x: Tensor) -> Tensor:
-        cast = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-        with grad_mode(), cast:
-            return logits_of(model(x)).float()
+        with grad_mode():
+            return logits(x)
 
     return forward
 
@@ -128,21 +143,6 @@ def _compile(model: nn.Module) -> Variant:
     # static shapes: with dynamic=True Inductor cannot lower adaptive_avg_pool2d (see the module docstring)
     compiled = torch.compile(_cl_model(model), dynamic=False)
     return Variant(_runner(compiled, torch.inference_mode, None), _channels_last)
-
-
-class _FloatLogits(nn.Module):
-    """`model`'s logits as fp32 (under autocast to `dtype` when given): what `_runner` returns, as one module, so
-    that a compiled graph writes the fp32 output itself instead of a separate conversion after it (a bf16 →
-    fp32 copy of the 11-channel channels_last logits: 90 ms a call at 1024×2048)."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype | None) -> None:
-        super().__init__()
-        self.model, self.dtype = model, dtype
-        self.device_type = next(model.parameters()).device.type
-
-    def forward(self, x: Tensor) -> Tensor:
-        with torch.autocast(self.device_type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-            return logits_of(self.model(x)).float()
 
 
 # Inductor "freezing": the weights become constants of the compiled graph, so it folds batch norm into the

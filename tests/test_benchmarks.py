@@ -323,7 +323,7 @@ def test_derived_limit_of_this_machine_bounds_every_share():
 
 def test_frozen_compile_variants_return_the_runners_fp32_logits_and_run_in_full_mode_only():
     """The frozen-compile variants compile `_FloatLogits` (the model's logits cast to fp32, under autocast for
-    bf16): eager, it returns what the other variants' runner returns. They are timed in full mode only, the bf16
+    bf16), which every other variant's runner calls too: eager, it returns the model's logits as fp32. They are timed in full mode only, the bf16
     one only where bf16 runs on its own units."""
     from benchmarks.inference import VARIANTS, _FloatLogits, _runner, variants_for
     from contextrast.models import build_model
@@ -334,8 +334,10 @@ def test_frozen_compile_variants_return_the_runners_fp32_logits_and_run_in_full_
     for dtype in (None, torch.bfloat16):
         with torch.no_grad():
             wrapped = _FloatLogits(model, dtype)(x)
-        expected = _runner(model, torch.no_grad, dtype)(x)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            expected = model(x).logits.float()
         assert wrapped.dtype == torch.float32 and torch.equal(wrapped, expected)
+        assert torch.equal(_runner(model, torch.no_grad, dtype)(x), expected)
     cpu = torch.device("cpu")
     assert {"compile_frozen", "compile_frozen_bf16"} <= set(VARIANTS.names())
     assert {"compile_frozen", "compile_frozen_bf16"} <= set(variants_for(cpu, False, (1024, 2048), True))
