@@ -33,6 +33,11 @@ from contextrast.paths import PathPolicy
 log = logging.getLogger("contextrast.app")
 
 MODEL_EVENTS = "model"  # concurrency group of every event that runs a model: one at a time on a small CPU
+# events the page fires on its own (a tab opened, the redraw after a new input, the watchers, the menus of a new
+# model): callable by name like any endpoint, but left off the API page and out of /gradio_api/info, which list
+# what a client asks for (the views, the actions). They were 39 of its 73 endpoints and two thirds of its 929 KB,
+# which every gradio_client fetches (and the server builds) before its first call.
+PAGE_EVENT = dict(api_visibility="undocumented")
 
 
 class InputError(ValueError):
@@ -142,7 +147,7 @@ class Lab:
         self.pages.append(Page(label, tab))
         if "current_tab" in self.components:
             tab.select(lambda: label, None, self.components["current_tab"], queue=False,
-                       api_name=f"in_view_{label.lower().replace(' ', '_')}")
+                       api_name=f"in_view_{label.lower().replace(' ', '_')}", **PAGE_EVENT)
         return tab
 
     def on(self, triggers: Any, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any],
@@ -165,7 +170,7 @@ class Lab:
         page = self.pages[-1]
         fn = self._marks_in_use(guarded(fn, len(outputs)))
         all_outputs = [*outputs, message, self.components["input_message"]]
-        page.tab.select(fn, list(inputs), all_outputs, **self.model_event(api_name=f"{api_name}_shown"))
+        page.tab.select(fn, list(inputs), all_outputs, **self.model_event(api_name=f"{api_name}_shown", **PAGE_EVENT))
         page.view = dict(fn=fn, inputs=list(inputs), outputs=all_outputs, api_name=api_name)
 
     def _marks_in_use(self, fn: Callable[..., Any]) -> Callable[..., Any]:

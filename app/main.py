@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from app import gallery, output_files
 from app.access import LoginFirst, check_host, resolve_auth
 from app.inputs import ImageInput
-from app.lab import Lab, message_box, set_message_filter
+from app.lab import PAGE_EVENT, Lab, message_box, set_message_filter
 from app.samples import UPLOAD, Samples
 from app.state import ModelStore, discover_checkpoints
 from app.tabs.bane import build_bane
@@ -88,7 +88,12 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
                      "`checkpoints/`, or start with `contextrast app --checkpoint DIR`. Train a small one with "
                      "`contextrast train --set train.data=toy`.")
 
-    with gr.Blocks(title="Contextrast Lab", delete_cache=DELETE_CACHE) as demo:
+    # no telemetry: Gradio would otherwise check PyPI for a newer version and report usage from two threads at
+    # every start (a lab may run offline; those threads took 0.4 s of CPU while the page was being served)
+    with gr.Blocks(title="Contextrast Lab", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
+        # first, while the page is empty: queue() rebuilds Gradio's server app from the page so far (0.1 s
+        # for the whole page); an event's "default" concurrency limit is read when it runs, not when registered
+        demo.queue(default_concurrency_limit=1, max_size=64)
         gr.Markdown(HEADER)
         gr.Markdown("\n".join(f"> ⚠️ {n}" for n in notes), visible=bool(notes))
         with gr.Row():
@@ -177,33 +182,32 @@ def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any])
 
     def redraw(trigger: Any, source: str) -> None:
         if view is not None:
-            trigger(**view, api_name=f"view_{source}", **lab.model_event())
+            trigger(**view, api_name=f"view_{source}", **lab.model_event(**PAGE_EVENT))
 
     def follow(trigger: Any, source: str) -> None:
         """The watchers and the view of a new input; `trigger` registers an event: `.then` of the event that set
         the input, or the input's own event."""
         for i, watcher in enumerate(lab.input_watchers):
-            trigger(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4)
+            trigger(**watcher, api_name=f"input_watcher_{i}_{source}", concurrency_limit=4, **PAGE_EVENT)
         redraw(trigger, source)
 
     use_upload = lambda: UPLOAD  # noqa: E731
     c["sample"].input(load_sample, c["sample"], c["image"], api_name="load_sample", concurrency_limit=4)
     # the views read a listed sample by its name, not from the image box: they start with the box's update
     follow(c["sample"].input, "sample")
-    follow(c["image"].upload(use_upload, None, c["sample"], api_name="use_upload", concurrency_limit=4).then,
-           "upload")
-    follow(c["label"].upload(use_upload, None, c["sample"], api_name="use_label", concurrency_limit=4).then, "label")
-    follow(c["label"].clear(lambda: gr.skip(), None, c["sample"], api_name="clear_label", concurrency_limit=4).then,
+    quick = dict(concurrency_limit=4, **PAGE_EVENT)
+    follow(c["image"].upload(use_upload, None, c["sample"], api_name="use_upload", **quick).then, "upload")
+    follow(c["label"].upload(use_upload, None, c["sample"], api_name="use_label", **quick).then, "label")
+    follow(c["label"].clear(lambda: gr.skip(), None, c["sample"], api_name="clear_label", **quick).then,
            "label_cleared")
     menus = lab.model_menus_event()  # the views read the class pickers: they redraw after the menus' update
-    follow(c["model"].input(**menus, api_name="model_menus", concurrency_limit=4).then if menus else c["model"].input,
-           "model")
+    follow(c["model"].input(**menus, api_name="model_menus", **quick).then if menus else c["model"].input, "model")
     for i, event in enumerate(opened):
         follow(event.then, f"opened_{i}")
     redraw(go.click, "button")
     redraw(c["keep_scale"].input, "scale")
     for i, load in enumerate(lab.page_loads):
-        demo.load(**load, api_name=f"page_load_{i}", concurrency_limit=4)
+        demo.load(**load, api_name=f"page_load_{i}", **quick)
     # no view on the page's load event: Gradio fires the first tab's select event when the tabs appear, which draws
     # it (`predict_view_shown`); a load-time view drew the first page a second time, 0.7 s of 2 cores
 
@@ -267,7 +271,6 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
                           [args.checkpoints_dir] if args.checkpoints_dir else [])
     demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir, paths=paths)
     output_files.install()  # concurrent downloads of one picture never see it half written
-    demo.queue(default_concurrency_limit=1, max_size=64)
     # quiet: Gradio's own banner speaks of `share=True`, which a command-line user of the lab has no use for
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,
                 prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api"],

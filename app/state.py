@@ -8,6 +8,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,27 +86,44 @@ class LRU:
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
+        self._pending: dict[Hashable, Future] = {}  # keys being made, and what their waiters get
 
     @property
     def nbytes(self) -> int:
         return sum(self._sizes.values())
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The cached value of `key`, else `make()`'s, stored. A request for a key another thread is making waits
+        for that one instead of making it again (the start-up warm-up and the first page's request ask for the same
+        forward pass at once), and gets its exception if it fails."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = make()  # outside the lock: other keys stay served meanwhile
+            pending = self._pending.get(key)
+            making = pending is None
+            if making:
+                pending = self._pending[key] = Future()
+        if not making:
+            return pending.result()
+        try:
+            value = make()  # outside the lock: other keys stay served meanwhile
+        except BaseException as e:
+            with self._lock:
+                del self._pending[key]
+            pending.set_exception(e)
+            raise
         size = nbytes_of(value) if self.max_bytes is not None else 0
-        if self.max_bytes is not None and size > self.max_bytes:
-            return value
         with self._lock:
-            self._items[key] = value
-            self._sizes[key] = size
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity or (self.max_bytes is not None and self.nbytes > self.max_bytes):
-                old, _ = self._items.popitem(last=False)
-                self._sizes.pop(old, None)
+            del self._pending[key]
+            if self.max_bytes is None or size <= self.max_bytes:
+                self._items[key] = value
+                self._sizes[key] = size
+                self._items.move_to_end(key)
+                while len(self._items) > self.capacity or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+                    old, _ = self._items.popitem(last=False)
+                    self._sizes.pop(old, None)
+        pending.set_result(value)
         return value
 
     def get(self, key: Hashable) -> Any | None:

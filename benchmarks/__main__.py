@@ -34,6 +34,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.machine import load_average, machine_info, others_cpu_seconds, process_cpu_seconds
+from contextrast.allocator import restart_with_jemalloc
 from contextrast.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,4 +272,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_jemalloc()  # measured with the allocator `contextrast` runs with (contextrast.allocator)
     sys.exit(main())

@@ -1,7 +1,7 @@
 """Cold start of the lab, the way a user meets it: seconds from spawning `contextrast app --no-worker --port P`
 (with `--data SPEC` of the shipped CamVid model's data when it is found, so the page opens on a CamVid image)
 until (1) http://127.0.0.1:P/ answers 200 and (2) the first prediction is served: the Predict tab's view
-(`/predict_view_shown`, what the page asks for when its tabs appear), called through gradio_client with the page's
+(`/predict`, the same view the page draws when its tabs appear), called through gradio_client with the page's
 own default values. The interactions (`benchmarks.app_interactions`) then run on the last server started, which is stopped after.
 
     python -m benchmarks --only app
@@ -106,19 +106,19 @@ def cold_start(data: str | None = None, timeout_s: float = 240.0, keep: bool = F
 
 
 def analyse_defaults(url: str) -> Any:
-    """What the page asks for when it opens (Gradio fires the first tab's select event): the Predict view with every
-    input at the page's default."""
+    """The Predict view with every input at the page's default, as an API client asks for it (`/predict`: the view
+    the page draws when it opens, through Gradio's select event of the first tab)."""
     from benchmarks.app_interactions import Endpoints
 
-    return Endpoints(url).call("/predict_view_shown")
+    return Endpoints(url).call("/predict")
 
 
 def run(quick: bool = False, data: str | None = None, interactions: Callable[[str], dict[str, Any]] | None = None
         ) -> dict[str, Any]:
-    """Cold starts (one in quick mode, three otherwise, each a fresh process): medians of page and first
+    """Cold starts (one in quick mode, five otherwise, each a fresh process): medians of page and first
     prediction; then `interactions(url)` on the last server."""
     tries = []
-    count = 1 if quick else 3
+    count = 1 if quick else 5  # the median of five: single starts here vary by ±15 %
     for i in range(count):
         tries.append(cold_start(data, keep=i == count - 1 and interactions is not None))
     last = tries[-1]

@@ -30,6 +30,7 @@ compiles on its own.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 
 from benchmarks.limits import conv_rate, conv_shapes, flops_per_s, share
 from benchmarks.profile_ops import top_ops
+from contextrast import allocator
 from contextrast.engine.inference import logits_of
 from contextrast.models import build_model
 from contextrast.models.cost import count_cost
@@ -313,17 +315,18 @@ def judge(timings: dict[str, dict[str, Any]], macs_g: float, limits: dict[str, f
 
 def conv_probes(model: nn.Module, size: tuple[int, int], limits: dict[str, float | None], quick: bool,
                 bf16_in_hardware: bool) -> dict[str, Any]:
-    """Rates of the network's 3×3 convolutions alone at `size` (channels_last fp32, and bf16 autocast unless
-    it is emulated at the large size in quick mode), with their shares of the limits."""
+    """Rates of the network's 3×3 convolutions alone at `size` (channels_last fp32, and bf16 unless it is
+    emulated at the large size in quick mode; inputs and weights already in that dtype), with their shares of
+    the limits."""
     device = next(model.parameters()).device
     shapes = conv_shapes(model, size)
     top = 4 if quick else None
     out: dict[str, Any] = {}
-    runs = [("fp32", None)]
+    runs = [("fp32", torch.float32)]
     if bf16_in_hardware or device.type == "cuda" or size != LARGE:
         runs.append(("bf16", torch.bfloat16))
     for label, dtype in runs:
-        rate = conv_rate(shapes, device, channels_last=True, autocast=dtype, repeats=1 if quick else 2, top=top)
+        rate = conv_rate(shapes, device, channels_last=True, dtype=dtype, repeats=1 if quick else 2, top=top)
         limit = limits.get("bf16") if label == "bf16" and limits.get("bf16") else limits.get("fp32")
         rate["share_of_limit"] = share(rate["gflops"], limit)
         out[label] = rate
@@ -355,7 +358,7 @@ def run(
     for name in variants or ():
         VARIANTS.get(name)  # unknown names fail before minutes of timing
     out: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "limit": limit,
-                           "targets": TARGETS, "models": []}
+                           "targets": TARGETS, "allocator": allocator.describe(), "models": []}
     for subject in subjects(checkpoints_dir, model_config):
         model = subject.model.to(device)
         per_size = []
@@ -383,7 +386,44 @@ def run(
                         "top_ops": top_ops(lambda v=variant, x=xin: v.forward(x), device=device)}
         out["models"].append({"name": subject.name, "config": subject.config, "sizes": per_size, "profile": profiled})
         model.to("cpu")
+    if probes and not quick and device.type == "cpu" and model_config is None and LARGE in sizes:
+        out["allocator_effect"] = allocator_effect(checkpoints_dir, LARGE, 3)
     return out
+
+
+def allocator_effect(checkpoints_dir: str | Path = ROOT / "checkpoints", size: tuple[int, int] = LARGE,
+                     repeats: int = 3, variant: str = "channels_last_bf16", timeout_s: float = 600.0
+                     ) -> dict[str, Any]:
+    """`variant`'s median seconds at `size` in a fresh process per allocator (`contextrast.allocator`): what
+    jemalloc keeping freed pages is worth here, beside the same with the system allocator. Allocators this machine
+    lacks are reported as such."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("from contextrast.allocator import restart_with_jemalloc; restart_with_jemalloc()\n"
+            "import json, sys; from benchmarks.inference import _median_seconds\n"
+            "print(json.dumps(_median_seconds(*json.loads(sys.argv[1]))))")
+    args = json.dumps([str(checkpoints_dir), list(size), repeats, variant])
+    out: dict[str, Any] = {"variant": variant, "size": list(size), "repeats": repeats}
+    for choice in allocator.CHOICES:
+        if choice == "jemalloc" and allocator.jemalloc_library() is None:
+            out[choice] = {"error": "no jemalloc on the library path"}
+            continue
+        env = {**os.environ, allocator.ENV: choice}
+        done = subprocess.run([sys.executable, "-c", code, args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout_s)
+        if done.returncode != 0:
+            out[choice] = {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]}
+            continue
+        out[choice] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _median_seconds(checkpoints_dir: str, size: Sequence[int], repeats: int, variant: str) -> dict[str, Any]:
+    """In a child process of `allocator_effect`: the first subject's `variant` timed `repeats` times."""
+    timings = time_variants(subjects(checkpoints_dir)[0].model, [variant], (int(size[0]), int(size[1])), repeats)
+    return {"median_s": timings[variant].get("median_s"), "allocator": allocator.current()}
 
 
 def _load() -> float | None:

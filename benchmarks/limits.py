@@ -355,9 +355,10 @@ def conv_shapes(model: torch.nn.Module, size: tuple[int, int], kernel: int = 3) 
 
 
 def conv_rate(shapes: list[ConvShape], device: str | torch.device = "cpu", channels_last: bool = True,
-              autocast: torch.dtype | None = None, repeats: int = 2, top: int | None = None) -> dict[str, Any]:
-    """Measured rate of a model's convolutions run one by one (best of `repeats` each): per distinct shape and
-    for all of them together (Σ MACs / Σ seconds). `top`: only the `top` distinct shapes with most MACs."""
+              dtype: torch.dtype = torch.float32, repeats: int = 2, top: int | None = None) -> dict[str, Any]:
+    """Measured rate of a model's convolutions run one by one (best of `repeats` each) on inputs and weights
+    already in `dtype` (no conversion timed: the convolution kernel itself): per distinct shape and for all of
+    them together (Σ MACs / Σ seconds). `top`: only the `top` distinct shapes with most MACs."""
     device = torch.device(device)
     counts: dict[ConvShape, int] = {}
     for s in shapes:
@@ -367,12 +368,11 @@ def conv_rate(shapes: list[ConvShape], device: str | torch.device = "cpu", chann
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     g = torch.Generator().manual_seed(0)
     for s in distinct:
-        x = torch.randn(s.input, generator=g).to(device).contiguous(memory_format=fmt)
-        w = torch.randn(s.weight, generator=g).to(device).contiguous(memory_format=fmt)
+        x = torch.randn(s.input, generator=g).to(device, dtype).contiguous(memory_format=fmt)
+        w = torch.randn(s.weight, generator=g).to(device, dtype).contiguous(memory_format=fmt)
 
         def call(x=x, w=w, s=s) -> torch.Tensor:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
-                                                        enabled=autocast is not None):
+            with torch.inference_mode():
                 return F.conv2d(x, w, None, s.stride, s.padding, s.dilation, s.groups)
 
         seconds = best_seconds(call, repeats, device)
@@ -380,7 +380,7 @@ def conv_rate(shapes: list[ConvShape], device: str | torch.device = "cpu", chann
                      "gmacs": s.macs / 1e9, "seconds": seconds, "gflops": flops_per_s(s.macs, seconds)})
         total_macs += s.macs * counts[s]
         total_s += seconds * counts[s]
-    return {"channels_last": channels_last, "autocast": str(autocast).removeprefix("torch.") if autocast else None,
+    return {"channels_last": channels_last, "dtype": str(dtype).removeprefix("torch."),
             "shapes": rows, "gmacs": total_macs / 1e9, "seconds": total_s,
             "gflops": flops_per_s(total_macs, total_s) if total_s else None}
 

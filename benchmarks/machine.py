@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from contextrast import allocator
 from contextrast.engine.provenance import hardware_string
 
 
@@ -100,6 +101,7 @@ def machine_info() -> dict[str, Any]:
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "allocator": allocator.describe(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

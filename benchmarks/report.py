@@ -470,7 +470,8 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
         f"`benchmarks/results/{m['slug']}.json`; do not edit by hand.", "",
         f"Machine: **{m.get('cpu', m['hardware'])}**, torch {m['torch']}, {m['torch_threads']} torch thread(s)"
         + (f" (OMP_NUM_THREADS={m['omp_num_threads']})" if m.get("omp_num_threads") else "")
-        + (f", GPU {m['cuda']}" if m.get("cuda") else ", no GPU") + f". Last update {results['updated']}.", "",
+        + (f", GPU {m['cuda']}" if m.get("cuda") else ", no GPU") + _allocator_words(m.get("allocator"))
+        + f". Last update {results['updated']}.", "",
         "## How figures are judged", "",
         "- **The limit is derived, not measured**: cores × fp32 FMA lanes per cycle (from the CPU's vector "
         "extensions and core design) × 2 FLOPs × clock (the maximum clock where cpufreq publishes it, else the "
@@ -529,6 +530,7 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
         lines += ["", "Compilation costs far more than it saves over a val split on a CPU, so `eval` and `predict` "
                   "run eager; the variants stay in the benchmark to show when that changes.", ""]
     lines += _ceiling_lines(models)
+    lines += _allocator_lines(secs.get("inference", {}).get("result", {}).get("allocator_effect"))
     profiles: list[tuple[str, list[dict[str, Any]]]] = []
     for model in secs.get("inference", {}).get("result", {}).get("models", []):
         if model.get("profile"):
@@ -548,6 +550,32 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _allocator_words(a: dict[str, Any] | None) -> str:
+    if not a:
+        return ""
+    conf = f" (`MALLOC_CONF={a['malloc_conf']}`)" if a.get("malloc_conf") else ""
+    return f", memory allocator: {a['allocator']}{conf}"
+
+
+def _allocator_lines(effect: dict[str, Any] | None) -> list[str]:
+    """The same variant at the same size in one fresh process per allocator (`benchmarks.inference.
+    allocator_effect`): why `contextrast` starts itself with jemalloc (`contextrast.allocator`)."""
+    if not effect:
+        return []
+    told = []
+    for choice in ("system", "jemalloc"):
+        e = effect.get(choice) or {}
+        told.append(f"{choice}: " + (f"{e['median_s']:.3f} s" if e.get("median_s") else
+                                     f"not measured ({e.get('error', 'no figure')})"))
+    return ["## Memory allocator", "",
+            f"`{effect['variant']}` at {_size(effect['size'])}, median of {effect['repeats']} calls in a fresh "
+            f"process each: {'; '.join(told)}. glibc's malloc returns every freed block of 32 MiB or more to the "
+            "kernel, so each forward pass faults its large activations in again, page by page; jemalloc with "
+            "`dirty_decay_ms:-1` keeps them mapped. `contextrast` and `python -m benchmarks` start themselves with "
+            "jemalloc where the system has it (`CONTEXTRAST_ALLOCATOR=system` keeps glibc's; "
+            "`contextrast.allocator`).", ""]
+
+
 def _ceiling_lines(models: list[dict[str, Any]]) -> list[str]:
     """At 1024×2048, the best share of each limit beside the share the network's own 3×3 convolutions reach run
     alone (the most the convolution library gives its arithmetic): the distance left to the targets. Only variants
@@ -565,11 +593,14 @@ def _ceiling_lines(models: list[dict[str, Any]]) -> list[str]:
                 if not runs or c.get(SHARE) is None:
                     continue
                 best, v = max(runs, key=lambda nv: nv[1][SHARE])
-                lines.append(f"- {m['name']}, 1024×2048, {label}: best `{best}` share {_s(v[SHARE])} of the "
-                             f"{label} limit; its 3×3 convolutions run alone {_s(c[SHARE])}. The rest of the "
-                             "network (upsampling, concatenation, SRM's sampling, batch norm where it is not folded) "
-                             "is memory-bound work far below that rate, so the convolutions' share is the most the "
-                             "whole network can approach.")
+                head = (f"- {m['name']}, 1024×2048, {label}: best `{best}` share {_s(v[SHARE])} of the {label} "
+                        f"limit; its 3×3 convolutions run alone {_s(c[SHARE])}.")
+                lines.append(head + (" The rest of the network (upsampling, concatenation, SRM's sampling, batch norm "
+                                     "where it is not folded) is memory-bound work far below that rate, so the "
+                                     "convolutions' share is the most the whole network can approach."
+                                     if v[SHARE] <= c[SHARE] else
+                                     " The network beats its convolutions run one by one: the compiled graph packs "
+                                     "each weight for the convolution library once, the probe at every call."))
     return (["## Distance to the limit at 1024×2048", "", *lines, ""]) if lines else []
 
 

@@ -12,6 +12,8 @@ import importlib
 import importlib.util
 import sys
 
+from contextrast.allocator import restart_with_jemalloc
+
 # name → module under contextrast.commands. Add a line here when adding a command.
 COMMANDS: dict[str, str] = {
     "summary": "summary",
@@ -63,6 +65,10 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The program (`argv` None: the command line; the process may restart itself with jemalloc first, see
+    `contextrast.allocator`) or one command run in-process (`argv` given, as tests do)."""
+    if argv is None:
+        restart_with_jemalloc()
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(load=command if command in _available() else None)

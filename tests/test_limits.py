@@ -31,6 +31,48 @@ def test_the_run_cache_is_bounded_in_bytes_not_only_in_entries(tmp_path):
     assert len(tiny.runs) == 0  # bigger than the whole budget: computed, returned, not kept
 
 
+def test_the_run_cache_makes_a_value_once_for_concurrent_requests_and_passes_a_failure_on():
+    """Two requests for the same forward pass at once (the warm-up and the first page) run it once."""
+    import threading
+    import time
+
+    from app.state import LRU
+
+    cache, calls, results = LRU(4), [], []
+
+    def slow() -> str:
+        calls.append(1)
+        time.sleep(0.3)
+        return "run"
+
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_make("k", slow))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["run"] * 3 and len(calls) == 1
+
+    failures: list[BaseException] = []
+
+    def fails() -> str:
+        time.sleep(0.3)
+        raise ValueError("bad input")
+
+    def ask() -> None:
+        try:
+            cache.get_or_make("bad", fails)
+        except ValueError as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [str(e) for e in failures] == ["bad input"] * 2
+    assert cache.get_or_make("bad", lambda: "retried") == "retried"  # a failure is not cached
+
+
 def test_the_run_cache_keeps_the_embeddings_tabs_images_of_two_checkpoints(tmp_path):
     """A second projection of the same 16 images (another seed or point count) finds their forward passes."""
     from app.state import ModelStore
