@@ -34,8 +34,8 @@ log = logging.getLogger("contextrast.app")
 
 MODEL_EVENTS = "model"  # concurrency group of every event that runs a model: one at a time on a small CPU
 # events the page fires on its own (a tab opened, the redraw after a new input, the watchers, the menus of a new
-# model): callable by name like any endpoint, but left off the API page and out of /gradio_api/info, which list
-# what a client asks for (the views, the actions). They were 39 of its 73 endpoints and two thirds of its 929 KB,
+# model): left off the API page and out of /gradio_api/info, which list what a client asks for (the views, the
+# actions); gradio_client still calls them by name, with every argument by position (it has no parameter list). They were 39 of its 73 endpoints and two thirds of its 929 KB,
 # which every gradio_client fetches (and the server builds) before its first call.
 PAGE_EVENT = dict(api_visibility="undocumented")
 
@@ -155,11 +155,12 @@ class Lab:
         """Wire `fn` to `triggers` with the lab's error handling (`guarded`): the outputs get `message` and the
         input message appended (cleared on success only by events that read the image or label map, so a timer or
         another tab's button never hides what is wrong with the input). Heavy events join the model's concurrency
-        group. Returns the event."""
+        group and mark the lab in use as they end (`_marks_in_use`). Returns the event."""
         extra = self.model_event(**kwargs) if heavy else kwargs
         shared = [self.components[k] for k in ("sample", "image", "label") if k in self.components]
         reads_input = any(c is i for c in inputs for i in shared)
-        return gr.on(triggers, guarded(fn, len(outputs), reads_input), inputs=list(inputs),
+        handler = guarded(fn, len(outputs), reads_input)
+        return gr.on(triggers, self._marks_in_use(handler) if heavy else handler, inputs=list(inputs),
                      outputs=[*outputs, message, self.components["input_message"]], **extra)
 
     def draws_input(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any], message: Any,
@@ -175,7 +176,18 @@ class Lab:
 
     def _marks_in_use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """`fn`, setting `last_view` when it returns too (`context` sets it as a view starts): the start-up warm-up
-        waits for a quiet moment after the first page is drawn, not after its forward pass."""
+        waits for a quiet moment after the first page is drawn, not after its forward pass. A generator function
+        stays one (Gradio streams its updates)."""
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                try:
+                    yield from fn(*args, **kwargs)
+                finally:
+                    self.last_view = time.monotonic()
+
+            return stream
 
         @functools.wraps(fn)
         def view(*args: Any, **kwargs: Any) -> Any:

@@ -95,7 +95,8 @@ class LRU:
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The cached value of `key`, else `make()`'s, stored. A request for a key another thread is making waits
         for that one instead of making it again (the start-up warm-up and the first page's request ask for the same
-        forward pass at once), and gets its exception if it fails."""
+        forward pass at once), and gets its exception if it fails. `make` must not wait on this cache's key itself
+        or on a lock its waiters hold."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -108,12 +109,12 @@ class LRU:
             return pending.result()
         try:
             value = make()  # outside the lock: other keys stay served meanwhile
+            size = nbytes_of(value) if self.max_bytes is not None else 0
         except BaseException as e:
             with self._lock:
                 del self._pending[key]
             pending.set_exception(e)
             raise
-        size = nbytes_of(value) if self.max_bytes is not None else 0
         with self._lock:
             del self._pending[key]
             if self.max_bytes is None or size <= self.max_bytes:

@@ -21,7 +21,12 @@ generated from that file alone. Every section records the 1-minute load average 
 
 from __future__ import annotations
 
-import argparse
+from contextrast.allocator import restart_with_jemalloc
+
+if __name__ == "__main__":  # first, before torch is imported below: the process may start again (with jemalloc)
+    restart_with_jemalloc()
+
+import argparse  # noqa: E402 - after the restart, on purpose
 import os
 import shutil
 import sys
@@ -34,7 +39,6 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.machine import load_average, machine_info, others_cpu_seconds, process_cpu_seconds
-from contextrast.allocator import restart_with_jemalloc
 from contextrast.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,5 +276,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_jemalloc()  # measured with the allocator `contextrast` runs with (contextrast.allocator)
     sys.exit(main())

@@ -12,6 +12,7 @@ An endpoint or input that is gone is reported as "not measured: …", never as a
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -32,9 +33,11 @@ class Endpoints:
         if client is None:
             from gradio_client import Client
 
-            # no telemetry thread, and no CA bundle loaded for a plain-http URL (0.15 s a client, nothing verified)
+            # no telemetry thread (gradio_client reads the variable, whatever its argument says), and no CA bundle
+            # loaded for a plain-http URL (0.15 s a client, nothing to verify)
+            os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
             client = Client(url, verbose=False, analytics_enabled=False, ssl_verify=not url.startswith("http://"))
-        self.url, self.client = url, client
+        self.client = client
         api = self.client.view_api(print_info=False, return_format="dict")
         self.named = api["named_endpoints"]
         self._all = False
@@ -52,8 +55,10 @@ class Endpoints:
         server does not tell."""
         import httpx
 
+        c = self.client
         try:
-            r = httpx.get(self.url.rstrip("/") + "/gradio_api/info", params={"all_endpoints": "True"}, timeout=60)
+            r = httpx.get(c.src_prefixed + "info", params={"all_endpoints": "True"}, headers=c.headers,
+                          cookies=c.cookies, verify=c.ssl_verify, timeout=15)
             r.raise_for_status()
             return dict(r.json()["named_endpoints"])
         except (httpx.HTTPError, ValueError, KeyError):

@@ -411,19 +411,27 @@ def allocator_effect(checkpoints_dir: str | Path = ROOT / "checkpoints", size: t
             out[choice] = {"error": "no jemalloc on the library path"}
             continue
         env = {**os.environ, allocator.ENV: choice}
-        done = subprocess.run([sys.executable, "-c", code, args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
-        if done.returncode != 0:
-            out[choice] = {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]}
-            continue
-        out[choice] = json.loads(done.stdout.strip().splitlines()[-1])
+        if choice == "system":  # a user's own jemalloc preload would not make it the system's
+            env["LD_PRELOAD"] = ":".join(p for p in env.get("LD_PRELOAD", "").split(":") if p and "jemalloc" not in p)
+        try:
+            done = subprocess.run([sys.executable, "-c", code, args], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=timeout_s)
+            if done.returncode != 0:
+                out[choice] = {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]}
+                continue
+            out[choice] = json.loads(done.stdout.strip().splitlines()[-1])
+        except subprocess.TimeoutExpired:
+            out[choice] = {"error": f"no figure within {timeout_s:.0f} s"}
+        except (ValueError, IndexError) as e:
+            out[choice] = {"error": f"unreadable child output: {e}"}
     return out
 
 
 def _median_seconds(checkpoints_dir: str, size: Sequence[int], repeats: int, variant: str) -> dict[str, Any]:
     """In a child process of `allocator_effect`: the first subject's `variant` timed `repeats` times."""
     timings = time_variants(subjects(checkpoints_dir)[0].model, [variant], (int(size[0]), int(size[1])), repeats)
-    return {"median_s": timings[variant].get("median_s"), "allocator": allocator.current()}
+    return {"median_s": timings[variant].get("median_s"), "error": timings[variant].get("error"),
+            "allocator": allocator.current()}
 
 
 def _load() -> float | None:

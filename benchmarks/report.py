@@ -599,8 +599,9 @@ def _ceiling_lines(models: list[dict[str, Any]]) -> list[str]:
                                      "where it is not folded) is memory-bound work far below that rate, so the "
                                      "convolutions' share is the most the whole network can approach."
                                      if v[SHARE] <= c[SHARE] else
-                                     " The network beats its convolutions run one by one: the compiled graph packs "
-                                     "each weight for the convolution library once, the probe at every call."))
+                                     " The whole network beats its convolutions run one by one in this run, so that "
+                                     "probe (eager calls, each weight laid out for the convolution library again at "
+                                     "every call; the frozen graph does it once) is no ceiling here."))
     return (["## Distance to the limit at 1024×2048", "", *lines, ""]) if lines else []
 
 

@@ -19,7 +19,12 @@ of each is recorded with it.
 
 from __future__ import annotations
 
-import argparse
+from contextrast.allocator import restart_with_jemalloc
+
+if __name__ == "__main__":  # a child run of its own: the allocator the `contextrast train` command gets
+    restart_with_jemalloc()
+
+import argparse  # noqa: E402 - after the restart, on purpose
 import json
 import os
 import shutil

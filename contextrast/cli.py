@@ -64,11 +64,15 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> int:
+    """The `contextrast` program: restarted with jemalloc first where the system has it (`contextrast.allocator`),
+    then `main` on the command line."""
+    restart_with_jemalloc()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The program (`argv` None: the command line; the process may restart itself with jemalloc first, see
-    `contextrast.allocator`) or one command run in-process (`argv` given, as tests do)."""
-    if argv is None:
-        restart_with_jemalloc()
+    """One command: the command line's (`argv` None) or `argv`'s, in this process."""
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(load=command if command in _available() else None)
@@ -87,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

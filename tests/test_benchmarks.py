@@ -186,6 +186,11 @@ def test_tiny_run_writes_results_and_docs(tmp_path, capsys):
 class FakeClient:
     """gradio_client's view_api / predict for an app that has only a /predict endpoint."""
 
+    src_prefixed = "http://127.0.0.1:9/gradio_api/"  # nothing listens there: no further endpoints to be found
+    headers: dict = {}
+    cookies: dict = {}
+    ssl_verify = False
+
     def __init__(self) -> None:
         self.calls = []
 
