@@ -1,7 +1,7 @@
 """`python -m benchmarks` (and `contextrast bench`): speed and cost of the lab judged against the machine's
 physical limit, and the times a user waits for, one table, one JSON per machine.
 
-Sections: `limit` (this machine's derived fp32 / bf16 peaks, the large-matmul rates beside them),
+Sections: `limit` (this machine's derived fp32 / bf16 peaks, the FMA loop and large-matmul rates beside them),
 `inference` (latency, images/s, share of the limit per execution variant, the network's 3×3 convolutions
 alone), `precision` (fp32 vs bf16 autocast on the shipped CamVid model: the measurement behind the inference
 default), `eval` (`contextrast eval` beside the bare forward pass over the same images), `cost` (parameters
@@ -63,9 +63,9 @@ SECTIONS: Registry[Callable[[Plan], dict[str, Any]]] = Registry("benchmark secti
 
 def _cpu_limit(plan: Plan) -> dict[str, Any]:
     if not plan.limit:
-        from benchmarks.limits import derive_cpu_limit
+        from benchmarks.limits import cpu_limit
 
-        plan.limit = derive_cpu_limit().to_dict()
+        plan.limit = cpu_limit(plan.quick)[0]
     return plan.limit
 
 

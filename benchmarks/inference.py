@@ -348,11 +348,11 @@ def run(
     """Time every subject × size × variant; see the module docstring. `limit`: the derived limit of this run
     (`benchmarks.limits`: `fp32_gflops`, `bf16_gflops`, `bf16_units`; derived here when None).
     `model_config` replaces the shipped checkpoints by one random-weight model of that config (tests)."""
-    from benchmarks.limits import derive_cpu_limit
+    from benchmarks.limits import cpu_limit
 
     device = torch.device(device)
     if limit is None:
-        limit = derive_cpu_limit().to_dict()
+        limit = cpu_limit(quick)[0]
     limits = {"fp32": limit.get("fp32_gflops"), "bf16": limit.get("bf16_gflops")}
     in_hardware = device.type == "cuda" or bool(limit.get("bf16_units"))
     for name in variants or ():

@@ -12,7 +12,12 @@ says it is, and the measured rates of a large matmul and of the model's own 3×3
   base clock (cpufreq `base_frequency`, or BogoMIPS / 2: x86 BogoMIPS counts two per TSC cycle, and the TSC
   ticks at the base clock) and the clock `measured_clock_ghz` reads off a dependent add chain. A virtual
   machine usually publishes no cpufreq, and its cores may run above base (turbo): a limit at base clock
-  would be beaten by a plain matmul.
+  would be beaten by a plain matmul. The clock of a shared host drifts (4.32 GHz one minute, 3.90 the next were
+  read on one VM): where the FMA loop below ran faster than the chosen clock allows, its rate sets the clock.
+- the FMA loop (`fma_peak`, benchmarks/fma_peak.c compiled with the system C compiler): every core running
+  nothing but independent FMAs at the widest vector width. It checks the derivation: its share of the limit is
+  ~1 where the design table is right, about 0.5 where a core splits its vectors in two halves; a clock it implies
+  far above the one read off the add chain says the table undercounts units or lanes.
 - bf16: where the CPU has bf16 dot-product units, AVX512_BF16 (`vdpbf16ps`: two bf16 products per fp32
   lane → 2 × the fp32 peak) or AMX (`amx_bf16`: 1024 bf16 FLOPs per cycle per core, Intel's figure for the
   tile unit). Without them bf16 is emulated (converted to fp32 and computed on the fp32 units) and its
@@ -25,6 +30,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +45,8 @@ from contextrast.engine.precision import cpu_bf16_units
 
 CPUINFO = Path("/proc/cpuinfo")
 CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+FMA_SOURCE = Path(__file__).with_name("fma_peak.c")
+FMA_CLOCK_SUSPECT = 1.25  # a clock implied by the FMA loop this far above the add chain's: the table undercounts
 AMX_BF16_FLOP_PER_CYCLE = 1024  # per core (Intel AMX TMUL, bf16)
 EMULATED_BF16_MATMUL = 512  # matmul size for bf16 on a CPU without bf16 units
 
@@ -161,8 +171,22 @@ def measured_clock_ghz(repeats: int = 200, steps: int = 400_000) -> float | None
     return 4 * steps / best / 1e9  # two steps per iteration, two cycles per step
 
 
-def limit_clock(info: CpuInfo, measured: float | None) -> tuple[float | None, str]:
-    """(clock in GHz, which one and why) for the limit."""
+def limit_clock(info: CpuInfo, measured: float | None, fma_implied: float | None = None) -> tuple[float | None, str]:
+    """(clock in GHz, which one and why) for the limit. `fma_implied`: the clock at which the FMA loop's rate is
+    exactly the design's FLOP per cycle; it replaces a lower clock (the cores ran faster than that one says)."""
+    clock, source = _read_clock(info, measured)
+    if fma_implied is None or (clock is not None and fma_implied <= clock):
+        return clock, source
+    note = (f"the FMA loop's rate / (cores × FLOP per cycle): the cores ran faster than the {clock or float('nan'):.3f} "
+            f"GHz of the {source.split(' (')[0].split(';')[0]}")
+    reference = measured or clock
+    if reference and fma_implied > FMA_CLOCK_SUSPECT * reference:
+        note += (f"; {fma_implied / reference:.2f} × the clock read off the add chain: the core-design table may "
+                 "undercount FMA units or lanes")
+    return fma_implied, note
+
+
+def _read_clock(info: CpuInfo, measured: float | None) -> tuple[float | None, str]:
     if info.max_clock_ghz:
         return info.max_clock_ghz, "maximum clock from cpufreq (cpuinfo_max_freq)"
     base = info.base_clock_ghz or (info.bogomips / 2e3 if info.bogomips else None)
@@ -209,8 +233,9 @@ class CpuLimit:
 
 
 def derive_cpu_limit(info: CpuInfo | None = None, threads: int | None = None, measured: float | None = None,
-                     measure: bool = True) -> CpuLimit:
-    """The fp32 / bf16 peaks of the cores `threads` torch threads can use (see the module docstring)."""
+                     measure: bool = True, fma_gflops: float | None = None) -> CpuLimit:
+    """The fp32 / bf16 peaks of the cores `threads` torch threads can use (see the module docstring).
+    `fma_gflops`: the FMA loop's rate on those cores (`fma_peak`), which raises a clock it beats."""
     info = info or read_cpuinfo()
     threads = threads or torch.get_num_threads()
     cores = max(1, min(threads, info.physical_cores))
@@ -218,7 +243,8 @@ def derive_cpu_limit(info: CpuInfo | None = None, threads: int | None = None, me
     per_cycle = 2 * design.units * design.lanes
     if measured is None and measure:
         measured = measured_clock_ghz()
-    clock, source = limit_clock(info, measured)
+    implied = fma_gflops / (cores * per_cycle) if fma_gflops else None
+    clock, source = limit_clock(info, measured, implied)
     fp32 = cores * per_cycle * clock if clock else None
     units = cpu_bf16_units(info.flags)
     if units == "amx_bf16":
@@ -234,6 +260,53 @@ def derive_cpu_limit(info: CpuInfo | None = None, threads: int | None = None, me
     return CpuLimit(cores, design.name, known, per_cycle, clock, source, info.base_clock_ghz or (
         info.bogomips / 2e3 if info.bogomips else None), info.max_clock_ghz, measured, fp32, units, bf16, note,
         info.vendor, info.model_name, info.family, info.model, vector)
+
+
+def fma_peak(threads: int | None = None, rounds: int = 300_000_000, repeats: int = 3,
+             info: CpuInfo | None = None) -> dict[str, Any]:
+    """The fp32 FMA rate of `threads` OpenMP threads doing nothing but FMAs (benchmarks/fma_peak.c at the widest
+    vector width the CPU has, built with $CC or cc/gcc/clang and OpenMP): best of `repeats` runs of `rounds`
+    rounds, {'width', 'threads', 'seconds', 'gflops', 'compiler'}; {'not_measured': why} where it cannot be built
+    or run (no x86 vector FMA, no C compiler, no OpenMP)."""
+    if rounds < 1 or repeats < 1:
+        raise ValueError(f"rounds and repeats must be positive; got {rounds}, {repeats}")
+    info = info or read_cpuinfo()
+    threads = threads or torch.get_num_threads()
+    width = 512 if "avx512f" in info.flags else 256 if {"avx2", "fma"} <= info.flags else None
+    if width is None:
+        return {"not_measured": "no AVX-512 or AVX2 + FMA in the CPU flags (the loop is written for x86 vectors)"}
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    compiler = next((found for found in map(shutil.which, names) if found), None)
+    if compiler is None:
+        return {"not_measured": f"no C compiler ({' / '.join(names)}) on PATH"}
+    with tempfile.TemporaryDirectory(prefix="fma-peak-") as tmp:
+        exe = Path(tmp) / "fma_peak"
+        try:
+            build = subprocess.run([compiler, "-O2", "-march=native", "-fopenmp", f"-DWIDTH={width}",
+                                    str(FMA_SOURCE), "-o", str(exe)], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return {"not_measured": f"{compiler} did not build {FMA_SOURCE.name}: {e}"}
+        if build.returncode != 0:
+            return {"not_measured": f"{compiler} did not build {FMA_SOURCE.name}: {build.stderr.strip()[-300:]}"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        best: dict[str, Any] | None = None
+        for _ in range(repeats):
+            try:
+                run = subprocess.run([str(exe), str(rounds)], capture_output=True, text=True, env=env, timeout=120)
+                ran, seconds, gflops = run.stdout.split()[:3]
+            except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+                return {"not_measured": f"the FMA loop did not run: {e}"}
+            if best is None or float(gflops) > best["gflops"]:
+                best = {"width": width, "threads": int(ran), "seconds": float(seconds), "gflops": float(gflops)}
+    return {**best, "compiler": Path(compiler).name}
+
+
+def cpu_limit(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the derived limit as a dict with its formula, the FMA loop's result) of the cores torch's threads use."""
+    fma = fma_peak(rounds=100_000_000 if quick else 300_000_000)
+    limit = derive_cpu_limit(fma_gflops=fma.get("gflops")).to_dict()
+    limit["formula"] = CpuLimit(**limit).formula()
+    return limit, fma
 
 
 def share(gflops: float | None, limit_gflops: float | None) -> float | None:
@@ -298,15 +371,25 @@ def best_seconds(fn, repeats: int, device: torch.device) -> float:
 
 
 def matmul_rate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, size: int = 2048,
-                repeats: int = 3) -> dict[str, Any]:
-    """Measured rate of one size×size matmul in `dtype`: {'size', 'dtype', 'seconds', 'gflops'} (2·n³ FLOPs)."""
+                repeats: int = 3, as_conv: bool = False) -> dict[str, Any]:
+    """Measured rate of one size×size matmul in `dtype`: {'size', 'dtype', 'seconds', 'gflops'} (2·n³ FLOPs).
+    `as_conv`: the same product as a 1×1 convolution of a (1, n, n/64, 64) channels_last input with n filters,
+    which runs on oneDNN, the library of the model's convolutions (torch.matmul in fp32 runs on the BLAS, MKL)."""
     if size < 1 or repeats < 1:
         raise ValueError(f"size and repeats must be positive; got {size}, {repeats}")
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
-    seconds = best_seconds(lambda: torch.matmul(a, b), repeats, device)
+    if as_conv:
+        if size % 64:
+            raise ValueError(f"a matmul as a 1×1 convolution needs a size divisible by 64; got {size}")
+        x = a.reshape(1, size, size // 64, 64).contiguous(memory_format=torch.channels_last)
+        w = b.reshape(size, size, 1, 1).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            seconds = best_seconds(lambda: F.conv2d(x, w), repeats, device)
+    else:
+        seconds = best_seconds(lambda: torch.matmul(a, b), repeats, device)
     return {"size": size, "dtype": str(dtype).removeprefix("torch."), "seconds": seconds,
             "gflops": 2.0 * size**3 / seconds / 1e9}
 
@@ -386,25 +469,37 @@ def conv_rate(shapes: list[ConvShape], device: str | torch.device = "cpu", chann
 
 
 def run(quick: bool = False, device: str | torch.device = "cpu", size: int | None = None) -> dict[str, Any]:
-    """The `limit` section: the derived limit and, beside it, the measured fp32 and bf16 large-matmul rates
-    with their shares (fp32 of the fp32 limit; bf16 of the bf16 limit, or of the fp32 one where emulated)."""
+    """The `limit` section: the derived limit and, beside it, the FMA loop's rate (CPU) and the measured fp32
+    and bf16 large-matmul rates (fp32 also through oneDNN on a CPU) with their shares (fp32 of the fp32 limit;
+    bf16 of the bf16 limit, or of the fp32 one where emulated)."""
     device = torch.device(device)
+    probes: dict[str, dict[str, Any]] = {}
+    fma: dict[str, Any] = {}
     if device.type == "cuda":
         limit = {"device": torch.cuda.get_device_name(device), **gpu_limit(torch.cuda.get_device_name(device))}
         limit["bf16_units"] = "tensor cores"
         size = size or 8192
     else:
-        limit = derive_cpu_limit().to_dict()
-        limit["formula"] = CpuLimit(**limit).formula()
+        limit, fma = cpu_limit(quick)
+        if "gflops" in fma:
+            probes["fma_loop"] = {**fma, "label": f"FMA loop ({fma['width']}-bit, {fma['threads']} threads)",
+                                  "limit": "fp32", "share_of_limit": share(fma["gflops"], limit.get("fp32_gflops"))}
         size = size or (2048 if quick else 4096)
-    probes = {}
     emulated = device.type == "cpu" and not limit.get("bf16_units")
-    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    cases = [("fp32", torch.float32, False), ("bf16", torch.bfloat16, False)]
+    if device.type == "cpu" and size % 64 == 0:
+        cases.insert(1, ("fp32_onednn", torch.float32, True))
+    for label, dtype, as_conv in cases:
         # emulated bf16 matmul runs at a fraction of a GFLOP/s: a 512² product already takes a second
         n = EMULATED_BF16_MATMUL if label == "bf16" and emulated else size
-        rate = matmul_rate(device, dtype, n, repeats=2 if quick else 3)
+        rate = matmul_rate(device, dtype, n, repeats=2 if quick else 3, as_conv=as_conv)
+        if as_conv:
+            rate["label"] = f"matmul fp32 ({n}², as a 1×1 convolution: oneDNN)"
         judged = "bf16" if label == "bf16" and limit.get("bf16_gflops") else "fp32"
         rate["limit"] = judged
         rate["share_of_limit"] = share(rate["gflops"], limit.get(f"{judged}_gflops"))
         probes[f"matmul_{label}"] = rate
-    return {"device": str(device), "threads": torch.get_num_threads(), "limit": limit, "probes": probes}
+    out = {"device": str(device), "threads": torch.get_num_threads(), "limit": limit, "probes": probes}
+    if fma.get("not_measured"):
+        out["fma_loop"] = fma
+    return out

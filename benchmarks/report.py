@@ -106,9 +106,11 @@ def _limit_rows(r: dict[str, Any], section: str = "limit") -> list[Row]:
         rows.append((section, "fp32 / bf16 limits", f"{_s(lim.get('fp32_gflops'), 0)} / {_s(lim.get('bf16_gflops'), 0)} "
                      f"GFLOP/s ({lim.get('source')})", "", ""))
     for name, p in r["probes"].items():
-        rows.append((section, f"{name.replace('_', ' ')} ({p['size']}²)", f"{p['gflops']:.1f} GFLOP/s, share "
-                     f"{_s(p[SHARE])} of the {p['limit']} limit", "share ≤ 1",
+        rows.append((section, p.get("label") or f"{name.replace('_', ' ')} ({p['size']}²)",
+                     f"{p['gflops']:.1f} GFLOP/s, share {_s(p[SHARE])} of the {p['limit']} limit", "share ≤ 1",
                      _verdict(p[SHARE] <= 1) if p[SHARE] is not None else ""))
+    if "fma_loop" in r:
+        rows.append((section, "FMA loop", f"not measured: {r['fma_loop']['not_measured']}", "", ""))
     return rows
 
 
@@ -477,13 +479,17 @@ def markdown(results: dict[str, Any], others: list[Path] | None = None) -> str:
         "extensions and core design) × 2 FLOPs × clock (the maximum clock where cpufreq publishes it, else the "
         "higher of the base clock and the measured one), and 2× that for bf16 only where the CPU has bf16 "
         "dot-product units (AMX: Intel's tile rate). A measured matmul rate is not a limit: it is a lower bound of "
-        "the hardware's peak, and convolutions that beat the matmul library divide by it to a share above 1.",
+        "the hardware's peak, and convolutions that beat the matmul library divide by it to a share above 1. "
+        "The FMA loop (every core running nothing but FMAs) checks the derivation: ~1 of the limit where it is "
+        "right; where it beats the clock read for the limit (a shared host's clock drifts), its rate sets the "
+        "clock.",
         "- **1 MAC = 2 FLOPs** on both sides: GMACs (conv + matmul multiply-adds of the inference path, METHOD.md "
         "§1 \"Cost\") × 2 / best latency, against the limit in FLOP/s. fp32 variants are judged against the fp32 "
         "limit, bf16 variants against the bf16 limit where bf16 units exist, else against fp32 (emulated bf16 "
         "runs on the fp32 units).",
-        "- Beside every share: the large-matmul rate and the network's own 3×3 convolutions run alone at the same "
-        "size, i.e. how much of the limit the libraries reach on this network's shapes.",
+        "- Beside every share: the large-matmul rate (fp32 through the BLAS, MKL, and through oneDNN as a 1×1 "
+        "convolution) and the network's own 3×3 convolutions run alone at the same size, i.e. how much of the "
+        "limit the libraries reach on this network's shapes.",
         "- Compared figures (ratios, speed-ups, agreement) are measured in the same run with calls interleaved; "
         "absolute seconds depend on how busy the machine was: the 1-minute load average before → after each "
         "section is below (it counts the benchmark's own threads, ~2 while a section runs), with the share of the "

@@ -80,6 +80,40 @@ def test_cpufreq_maximum_wins_and_bf16_units_double_or_tile(tmp_path, monkeypatc
     assert not known and unknown.units == 2  # outside the table: the most any x86 core has, so the limit errs high
 
 
+def test_a_faster_fma_loop_raises_the_clock_and_an_implausible_one_is_flagged(monkeypatch):
+    monkeypatch.setattr(limits, "CPUFREQ", limits.Path("/nonexistent"))
+    info = cpuinfo()  # Zen 3: 32 fp32 FLOP/cycle/core
+    slower = limits.derive_cpu_limit(info, threads=2, measured=3.0, fma_gflops=2 * 32 * 2.5)
+    assert slower.clock_ghz == 3.0 and "measured" in slower.clock_source  # the loop ran below the clock read
+    faster = limits.derive_cpu_limit(info, threads=2, measured=3.0, fma_gflops=2 * 32 * 3.3)
+    assert faster.clock_ghz == pytest.approx(3.3) and faster.fp32_gflops == pytest.approx(2 * 32 * 3.3)
+    assert "FMA loop" in faster.clock_source and "undercount" not in faster.clock_source
+    doubled = limits.derive_cpu_limit(info, threads=2, measured=3.0, fma_gflops=2 * 64 * 3.0)  # a wider core
+    assert doubled.clock_ghz == pytest.approx(6.0) and "undercount" in doubled.clock_source
+
+
+def test_fma_loop_reaches_at_most_the_derived_limit_or_says_why_not(monkeypatch):
+    fma = limits.fma_peak(threads=1, rounds=2_000_000, repeats=1)
+    if "not_measured" in fma:
+        assert fma["not_measured"]
+    else:
+        assert fma["threads"] == 1 and fma["width"] in (256, 512) and fma["gflops"] > 0
+        lim = limits.derive_cpu_limit(threads=1, fma_gflops=fma["gflops"])
+        assert limits.share(fma["gflops"], lim.fp32_gflops) <= 1 + 1e-9  # it sets the clock where it beats it
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert "no C compiler" in limits.fma_peak(threads=1, rounds=1, repeats=1)["not_measured"]
+    no_vectors = limits.read_cpuinfo(ZEN3.format(extra="", second_core=1).replace("avx fma avx2", "avx"), affinity={0})
+    assert "AVX" in limits.fma_peak(threads=1, info=no_vectors)["not_measured"]
+
+
+def test_matmul_as_a_one_by_one_convolution_counts_the_same_flops():
+    mm = limits.matmul_rate(size=128, repeats=1)
+    conv = limits.matmul_rate(size=128, repeats=1, as_conv=True)
+    assert mm["size"] == conv["size"] == 128 and conv["gflops"] == pytest.approx(2 * 128**3 / conv["seconds"] / 1e9)
+    with pytest.raises(ValueError, match="divisible by 64"):
+        limits.matmul_rate(size=100, as_conv=True)
+
+
 def test_measured_clock_is_plausible():
     clock = limits.measured_clock_ghz(repeats=2, steps=2_000_000)
     assert clock is None or 0.3 < clock < 8.0

@@ -59,7 +59,9 @@ def _open(data: bytes, what: str) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise ValueError(f"{what} is too large to decode safely ({e}); upload a smaller image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{what} is not a readable image ({e}); upload a {IMAGE_FORMATS} file") from None
+        # PIL's "cannot identify image file <_io.BytesIO object at 0x…>" tells a user nothing more than this does
+        detail = "" if isinstance(e, UnidentifiedImageError) else f" ({e})"
+        raise ValueError(f"{what} is not a readable image{detail}; upload a {IMAGE_FORMATS} file") from None
     return img
 
 
