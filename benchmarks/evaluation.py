@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.inference import ROOT, shipped_checkpoints
 from contextrast.engine.evaluate import DEFAULT_BATCH, _batches, evaluate, loaded_ahead
-from contextrast.engine.inference import logits_of, predict_labels, prepare_for_inference
+from contextrast.engine.inference import class_indices, logits_of, predict_labels, prepare_for_inference
 from contextrast.engine.metrics import ConfusionMatrix
 from contextrast.engine.precision import AGREEMENT_FLOOR, MIOU_TOLERANCE, autocast, cpu_bf16_units, resolve_precision
 
@@ -118,7 +118,7 @@ def _bare_forward(model: torch.nn.Module, images: list[torch.Tensor], precision:
     with torch.inference_mode(), autocast(precision, "cpu"):
         for i in range(0, len(images), DEFAULT_BATCH):
             batch = torch.stack(images[i : i + DEFAULT_BATCH])
-            logits_of(model(batch)).argmax(1)
+            class_indices(logits_of(model(batch)))
             done += batch.shape[0]
     return time.perf_counter() - t0, done
 

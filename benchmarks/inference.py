@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from benchmarks.limits import conv_rate, conv_shapes, flops_per_s, share
 from benchmarks.profile_ops import top_ops
 from contextrast import allocator
-from contextrast.engine.inference import logits_of
+from contextrast.engine.inference import class_indices, logits_of
 from contextrast.models import build_model
 from contextrast.models.cost import count_cost
 from contextrast.models.fusion import fold_batch_norms
@@ -267,7 +267,7 @@ def time_variants(
         except Exception as e:  # a variant this build cannot run (no compiler, no bf16 kernels …): say why
             results[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
             continue
-        labels = out.argmax(1)
+        labels = class_indices(out)
         reference = labels if reference is None else reference
         results[name] = {"first_call_s": first, "agreement": float((labels == reference).float().mean()),
                          "dtype": variant.dtype, "times": [], "cpu_times": []}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from contextrast.engine.inference import _window_starts, predict_logits, sliding_window_logits
+from contextrast.engine.inference import _window_starts, class_indices, predict_logits, sliding_window_logits
 from contextrast.models import build_model
 
 
@@ -93,3 +93,18 @@ def test_scrnet_sliding_window_on_a_larger_image_keeps_the_shape():
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         predict_logits(pointwise_model(), torch.randn(1, 3, 40, 40), **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "cropped view"])
+def test_class_indices_are_argmax_ties_and_nan_included(dtype, layout):
+    scores = torch.randint(0, 3, (2, 11, 19, 23), generator=torch.Generator().manual_seed(0)).to(dtype)  # many ties
+    scores[0, :, 0, 0] = float("nan")
+    scores[1, 4, 3, 3] = float("nan")
+    if layout == "channels_last":
+        scores = scores.contiguous(memory_format=torch.channels_last)
+    elif layout == "cropped view":
+        scores = scores[:, :, :17, :20]
+    assert torch.equal(class_indices(scores), scores.argmax(1))
+    assert torch.equal(class_indices(scores[1], dim=0), scores[1].argmax(0))
+    assert class_indices(scores).dtype == torch.int64

@@ -15,7 +15,7 @@ from app.lab import Lab, message_box, try_this
 from app.state import LRU
 from contextrast.analysis import ranking
 from contextrast.analysis.forward import to_input
-from contextrast.engine.inference import predict_logits
+from contextrast.engine.inference import class_indices, predict_logits
 
 
 def build_images(lab: Lab) -> list[Any]:
@@ -66,7 +66,7 @@ def build_images(lab: Lab) -> list[Any]:
         def predict(i: int):
             sample = resolve_input(lab.samples, loaded.card, names[i], None, None, lab.max_side)
             with loaded.lock, torch.inference_mode():
-                pred = predict_logits(loaded.model, to_input(sample.rgb)).argmax(1)[0].numpy()
+                pred = class_indices(predict_logits(loaded.model, to_input(sample.rgb)))[0].numpy()
             return pred, sample.labels
 
         result = ranking.score_split(names, predict, len(loaded.card.classes), should_stop=flag.is_set,

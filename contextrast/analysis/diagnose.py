@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from contextrast.config import IGNORE_INDEX, LossConfig
+from contextrast.engine.inference import class_indices
 from contextrast.engine.metrics import ConfusionMatrix
 from contextrast.losses.bane import bane_on_grid, fine_error_distance
 from contextrast.losses.grid import nearest_resize
@@ -160,7 +161,7 @@ def diagnose(
                 acc[1] += total
         for name in names:
             logits = out.logits if name == "as_trained" else model(x, intervention=INTERVENTIONS[name]).logits
-            confusions[name].update(logits.argmax(1), y)
+            confusions[name].update(class_indices(logits), y)
         if progress is not None:
             progress(i + 1, count)
 

@@ -255,7 +255,7 @@ def compare_on_dataset(model_a: nn.Module, model_b: nn.Module, dataset: Dataset,
                        should_stop: Callable[[], bool] | None = None, max_images: int | None = None) -> Comparison:
     """`compare` summed over a dataset split (samples as in contextrast.data: image (3, H, W) normalised,
     mask (H, W)); both models run in eval mode on the CPU, one image at a time; cancellable like evaluate."""
-    from contextrast.engine.inference import predict_logits
+    from contextrast.engine.inference import class_indices, predict_logits
 
     total = len(dataset) if max_images is None else min(len(dataset), int(max_images))  # type: ignore[arg-type]
     result = Comparison()
@@ -269,8 +269,8 @@ def compare_on_dataset(model_a: nn.Module, model_b: nn.Module, dataset: Dataset,
             s = dataset[i]
             x = s["image"][None]
             with torch.inference_mode():
-                pa = predict_logits(model_a, x).argmax(1)[0].numpy()
-                pb = predict_logits(model_b, x).argmax(1)[0].numpy()
+                pa = class_indices(predict_logits(model_a, x))[0].numpy()
+                pb = class_indices(predict_logits(model_b, x))[0].numpy()
             result.add(compare(pa, pb, np.asarray(s["mask"])))
             if progress is not None:
                 progress(i + 1, total)

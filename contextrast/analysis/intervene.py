@@ -17,6 +17,7 @@ from contextrast.analysis.diagnose import applicable_interventions
 from contextrast.analysis.forward import ModelRun, run_model
 from contextrast.analysis.predict import colorize
 from contextrast.config import IGNORE_INDEX
+from contextrast.engine.inference import class_indices
 from contextrast.engine.metrics import ConfusionMatrix
 from contextrast.models import INTERVENTIONS, SCRNet
 
@@ -72,8 +73,8 @@ def intervene(model: SCRNet, run: ModelRun, name: str, truth: np.ndarray | None 
     if name not in names:
         raise ValueError(f"{name} does not apply to this model: {skipped.get(name, 'nothing to switch off')}")
     after = run_model(model, run.rgb, INTERVENTIONS[name])
-    before_labels = run.logits[0].argmax(0).numpy().astype(np.int64)
-    after_labels = after.logits[0].argmax(0).numpy().astype(np.int64)
+    before_labels = class_indices(run.logits[0], dim=0).numpy()
+    after_labels = class_indices(after.logits[0], dim=0).numpy()
     k = int(run.logits.shape[1])
     iou_b = iou_a = miou_b = miou_a = None
     if truth is not None:

@@ -46,9 +46,20 @@ def logits_of(out: Tensor | object) -> Tensor:
     return out if isinstance(out, Tensor) else out.logits
 
 
-def _forward(model: nn.Module, x: Tensor, precision: str = "fp32") -> Tensor:
+def class_indices(scores: Tensor, dim: int = 1) -> Tensor:
+    """The class of each pixel: the index of the highest score along `dim` ((B, K, H, W) → (B, H, W) int64 with
+    dim=1, (K, H, W) → (H, W) with dim=0), the first one where scores tie, NaN counting as the highest.
+
+    `Tensor.max(dim).indices` rather than `argmax(dim)`: the same indices (ties and NaN included), but on CPU
+    argmax over a non-innermost dimension takes a slow path, 5-10x slower for 11 classes at 360×480
+    (70-120 ms against 8-13 ms for a batch of four, torch 2.13; tests/test_inference.py checks they agree)."""
+    return scores.max(dim=dim).indices
+
+
+def _forward(model: nn.Module, x: Tensor, precision: str = "fp32", as_float: bool = True) -> Tensor:
     with autocast(precision, x.device):
-        return logits_of(model(x)).float()
+        logits = logits_of(model(x))
+    return logits.float() if as_float else logits
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -153,8 +164,8 @@ def predict_labels(
     h, w = image.shape[-2:]
     single = not flip and tuple(float(s) for s in scales) == (1.0,) and (crop is None or (h <= crop[0] and w <= crop[1]))
     if not single:
-        return predict_logits(model, image, crop=crop, flip=flip, scales=scales, precision=precision).argmax(dim=1)
+        return class_indices(predict_logits(model, image, crop=crop, flip=flip, scales=scales, precision=precision))
     if image.dim() != 4:
         raise ValueError(f"image must have shape (B, C, H, W); got {tuple(image.shape)}")
-    with torch.inference_mode():
-        return _forward(model, image, precision).argmax(dim=1)
+    with torch.inference_mode():  # the classes of bf16 logits are those of their fp32 copy: no copy made
+        return class_indices(_forward(model, image, precision, as_float=False))
