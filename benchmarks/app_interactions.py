@@ -168,12 +168,16 @@ def run(url: str, quick: bool = False, client: Any = None) -> dict[str, Any]:
         out["embeddings warm-up (first projection)"] = {"median_s": time.perf_counter() - t0, "budget_s": None,
                                                         "calls": ["/embeddings"]}
         times = []
-        for i in range(1 if quick else 2):
+        # the first projection of the images also runs their forward passes (reported apart, as the browser
+        # benchmark does); each later one draws a new sample of pixels (a new seed) and projects it again
+        for i in range(2 if quick else 3):
             t0 = time.perf_counter()
             endpoints.call("/embeddings", n=UMAP_POINTS, source_value=SPLIT_IMAGES, count_value=UMAP_IMAGES,
                            seed_value=i)
             times.append(time.perf_counter() - t0)
-        out[f"UMAP {UMAP_POINTS // 1000}k points"] = {"median_s": statistics.median(times), "times": times,
+        out[f"UMAP {UMAP_POINTS // 1000}k points, first ({UMAP_IMAGES} forward passes included)"] = {
+            "median_s": times[0], "times": times[:1], "budget_s": None, "calls": ["/embeddings"]}
+        out[f"UMAP {UMAP_POINTS // 1000}k points"] = {"median_s": statistics.median(times[1:]), "times": times[1:],
                                                       "budget_s": 5.0, "calls": ["/embeddings"]}
     except NotMeasured as e:
         out[f"UMAP {UMAP_POINTS // 1000}k points"] = {"not_measured": str(e)}

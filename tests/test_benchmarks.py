@@ -240,6 +240,27 @@ class FakeClient:
         return None
 
 
+class EmbeddingsClient(FakeClient):
+    """An app with only the Embeddings view: each call records its seed."""
+
+    def view_api(self, print_info=False, return_format="dict"):
+        params = [{"parameter_name": n, "parameter_has_default": True, "parameter_default": d}
+                  for n, d in (("n", 5000), ("source_value", "this image"), ("count_value", 4), ("seed_value", 0))]
+        return {"named_endpoints": {"/embeddings": {"parameters": params}}}
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_the_first_umap_projection_of_new_images_is_reported_apart_from_the_judged_ones(quick):
+    client = EmbeddingsClient()
+    out = app_interactions.run("http://unused", quick=quick, client=client)
+    seeds = [args[3] for api, args in client.calls if args[0] == app_interactions.UMAP_POINTS]
+    assert seeds == ([0, 1] if quick else [0, 1, 2])  # a new sample of pixels each time
+    first = out["UMAP 20k points, first (16 forward passes included)"]
+    judged = out["UMAP 20k points"]
+    assert len(first["times"]) == 1 and first["budget_s"] is None
+    assert len(judged["times"]) == len(seeds) - 1 and judged["budget_s"] == 5.0
+
+
 def test_interactions_of_a_missing_endpoint_are_not_measured_rather_than_failed():
     client = FakeClient()
     out = app_interactions.run("http://unused", quick=True, client=client)
