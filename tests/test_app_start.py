@@ -93,3 +93,18 @@ def test_the_first_page_is_drawn_by_the_first_tabs_select_event_only(tmp_path):
                                for fn in on_load for o in fn.outputs)
     first = demo.lab.pages[0]
     assert first.label == "Predict" and any(fn.api_name == "predict_view_shown" for fn in demo.fns.values())
+
+
+def test_the_tab_bar_holds_tabs_only(tmp_path):
+    """A component created between two tabs (directly in gr.Tabs) made Gradio's page list the next tab twice in the
+    tab bar once it was opened: every child of the page's tab bar must be a tab."""
+    import gradio as gr
+
+    write_checkpoint(tmp_path / "toy-a")
+    demo = build_ui([tmp_path / "toy-a"], runs_dir=tmp_path / "runs", warm_up_umap=False)
+    bars = [block for block in demo.blocks.values() if isinstance(block, gr.Tabs)]
+    assert bars
+    for bar in bars:
+        children = [type(child).__name__ for child in bar.children]
+        assert all(isinstance(child, gr.Tab) for child in bar.children), children
+    assert [child.label for child in bars[0].children][-2:] == ["Learn", "Train"]

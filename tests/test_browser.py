@@ -162,6 +162,9 @@ def test_every_tab_on_a_sample_then_on_an_upload(lab):
     demo, page, root, shots = lab
     assert page.page.get_by_role("tab").all_inner_texts()[:4] == ["Predict", "SRM offsets", "CRM attention", "BANE"]
     walk_tabs(page, shots, "sample", upload=False)
+    # every tab opened once: the tab bar still lists each tab once
+    labels = page.page.evaluate("() => [...document.querySelectorAll('[role=tab]')].map(e => e.innerText.trim())")
+    assert len(labels) == len(set(labels)) and "Train" in labels, labels
 
     # an upload with its label map (CamVid's own annotation, void label 11 included, when CamVid is here)
     if HAS_CAMVID:

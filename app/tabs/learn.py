@@ -88,6 +88,9 @@ def build_learn(lab: Lab) -> LearnTab:
             outputs.append(pic)
             texts.append(text)
         loss_json = gr.JSON(label="Loss terms at these settings (and at the model's own)")
+        # inside the tab: a component placed between two tabs (in gr.Tabs itself) made the browser list the next
+        # tab twice in the tab bar (Gradio 6) once that tab was opened
+        shown = gr.State(False)  # per browser session: has the walk-through been drawn yet?
     tab = LearnTab(controls=[model, picture, layer, tau, k_s, w_h], outputs=[*outputs, *texts, loss_json])
 
     def loss_config(model_name: str):
@@ -142,8 +145,6 @@ def build_learn(lab: Lab) -> LearnTab:
     model.input(model_settings, model, [tau, k_s, w_h], api_name="learn_model_settings", concurrency_limit=4).then(
         fn=guarded(walk, len(tab.outputs)), inputs=tab.controls,
         outputs=[*tab.outputs, message, lab.components["input_message"]], **lab.model_event(api_name="learn_model"))
-
-    shown = gr.State(False)  # per browser session: has the walk-through been drawn yet?
 
     def first_visit(already_shown: bool, *controls: Any) -> list[Any]:
         """Opening the tab draws the walk-through at the current settings once, so a class sees six steps
