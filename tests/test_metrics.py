@@ -85,6 +85,8 @@ def test_accumulates_over_batches_and_merges_like_one_pass():
 @pytest.mark.parametrize("pred,target,match", [
     (torch.tensor([[0, 3]]), torch.tensor([[0, 1]]), "pred holds labels outside"),
     (torch.tensor([[0, 1]]), torch.tensor([[0, 7]]), "target holds labels outside"),
+    (torch.tensor([[0, 1]]), torch.tensor([[0, 3]]), "target holds labels outside"),  # K itself, next to ignored
+    (torch.tensor([[0, 1]]), torch.tensor([[-1, 1]]), "target holds labels outside"),
     (torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1]]), "shape"),
     (torch.tensor([[0.0, 1.0]]), torch.tensor([[0, 1]]), "integer"),
 ])
