@@ -100,3 +100,16 @@ def with_scale(picture: np.ndarray | None, scale: Scale | None) -> np.ndarray | 
     """The picture as shown (enlarged), with the colour bar of `scale` on its right when given."""
     big = enlarge(picture)
     return big if big is None or scale is None else with_colour_bar(big, scale)
+
+
+class ImageInput(Picture):
+    """The lab's image box. It hands handlers the uploaded file's path without opening it, so that a file which is
+    not a picture reaches `contextrast.analysis.image_io.decode_image` (whose message says what is wrong) instead of
+    failing inside Gradio's own decoding with a traceback. Drawn by Gradio's image component (a template of it)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None or (getattr(payload, "url", None) or "").startswith("data:"):
+            return super().preprocess(payload)
+        return str(payload.path) if payload.path else None

@@ -5,20 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import gradio as gr
-import numpy as np
 
 from app.display import png_file, still_cached
 from app.lab import Lab
-
-THUMB_HEIGHT = 72  # px
-MAX_THUMBS = 60  # per set: the dropdown above lists them all
-
-
-def thumbnail(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    return cv2.resize(rgb, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+from app.samples import MAX_THUMBS
 
 
 def build_gallery(lab: Lab) -> list[Any]:
@@ -30,11 +21,11 @@ def build_gallery(lab: Lab) -> list[Any]:
     def thumbs(set_label: str | None) -> list[tuple[Path, str]]:
         """The set's thumbnails as PNG files, encoded once: every page load shows them, and encoding sixty
         pictures again (Gradio's gallery encodes arrays at each call) was a second of the first page's time.
-        Written again when the app's cache clean-up has removed them."""
+        Written again when the app's cache clean-up has removed them. The first set's pictures are decoded
+        before the page is served (`app.first_page`)."""
         if set_label not in cache or not still_cached(path for path, _ in cache[set_label]):
-            names = samples.names_in_set(set_label)[:MAX_THUMBS]
-            cache[set_label] = [(png_file(thumbnail(samples.load(n)[0]), pictures.GRADIO_CACHE),
-                                 n.rsplit("/", 1)[-1]) for n in names]
+            cache[set_label] = [(png_file(picture, pictures.GRADIO_CACHE), n.rsplit("/", 1)[-1])
+                                for n, picture in samples.thumbnails(set_label)]
         return cache[set_label]
 
     with gr.Accordion("Sample thumbnails", open=bool(sets)):
@@ -53,7 +44,5 @@ def build_gallery(lab: Lab) -> list[Any]:
 
     which.input(thumbs, which, pictures, api_name="thumbnails", concurrency_limit=4)
     lab.on_page_load(lambda set_label: thumbs(set_label), [which], [pictures])
-    if sets:  # the first page's thumbnails are ready before a browser asks (60 pictures decoded, shrunk, encoded)
-        lab.warm_ups.append(lambda: thumbs(sets[0]))
     return [pictures.select(open_thumbnail, which, [lab.components["sample"], lab.components["image"]],
                             api_name="open_thumbnail", concurrency_limit=4)]

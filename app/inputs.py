@@ -1,30 +1,17 @@
-"""The image a request is about: a listed sample, or an upload (+ optional label map), decoded robustly."""
+"""The image a request is about: a listed sample, or an upload (+ optional label map), decoded robustly. Free of
+Gradio, so that the first page can be prepared while Gradio is still being imported (`app.first_page`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from app.display import Picture
 from app.samples import UPLOAD, Samples
+from app.state import LoadedModel, ModelStore
 from contextrast.analysis.cards import void_labels
 from contextrast.analysis.image_io import decode_image, decode_label_map
 from contextrast.engine.card import ModelCard
-
-
-class ImageInput(Picture):
-    """The lab's image box. It hands handlers the uploaded file's path without opening it, so that a file which is
-    not a picture reaches `contextrast.analysis.image_io.decode_image` (whose message says what is wrong) instead of
-    failing inside Gradio's own decoding with a traceback. Drawn by Gradio's image component (a template of it)."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        if payload is None or (getattr(payload, "url", None) or "").startswith("data:"):
-            return super().preprocess(payload)
-        return str(payload.path) if payload.path else None
 
 
 @dataclass
@@ -62,3 +49,11 @@ def resolve_input(samples: Samples, card: ModelCard, sample: str | None, image_p
     if label_path:
         labels = decode_label_map(label_path, decoded, len(card.classes), card.palette, void_labels(card))
     return LabInput("upload", decoded.rgb, labels, list(decoded.notices))
+
+
+def model_input(store: ModelStore, samples: Samples, model: str | None, sample: str | None, image_path: str | None,
+                label_path: str | None, max_side: int) -> tuple[LoadedModel, LabInput]:
+    """The request's model (loaded) and its input decoded for that model's classes. Raises ValueError (or
+    FileNotFoundError) with a message for the user."""
+    loaded = store.get(model)
+    return loaded, resolve_input(samples, loaded.card, sample, image_path, label_path, max_side)

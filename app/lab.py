@@ -21,7 +21,7 @@ import gradio as gr
 from gradio import utils as gradio_utils
 
 from app.display import Picture
-from app.inputs import LabInput, resolve_input
+from app.inputs import LabInput, model_input
 from app.samples import Samples
 from app.state import LRU, LoadedModel, ModelStore
 from contextrast import limits
@@ -98,7 +98,6 @@ class Lab:
     page_loads: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when a browser opens the page
     scale_memory: LRU = field(default_factory=lambda: LRU(256))  # session → {quantity: Scale} (keep one scale)
     last_view: float | None = None  # time.monotonic() of the latest view request (None: none yet)
-    warm_ups: list[Callable[[], Any]] = field(default_factory=list)  # work the start-up warm-up does ahead of a page
 
     def default_classes(self) -> list[str]:
         """Class names of the model the page opens on (class pickers start with these)."""
@@ -112,13 +111,8 @@ class Lab:
     def context(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
         """The request's model, input and forward pass; marks the lab in use (`last_view`)."""
         self.last_view = time.monotonic()
-        return self.analyse(model, sample, image, label)
-
-    def analyse(self, model: str | None, sample: str | None, image: str | None, label: str | None) -> Context:
-        """`context` without marking the lab in use (the start-up warm-up's forward pass)."""
         try:
-            loaded = self.store.get(model)
-            lab_input = resolve_input(self.samples, loaded.card, sample, image, label, self.max_side)
+            loaded, lab_input = model_input(self.store, self.samples, model, sample, image, label, self.max_side)
         except (ValueError, FileNotFoundError) as e:
             raise InputError(str(e)) from None
         _, run = self.store.run(loaded.name, lab_input.rgb)

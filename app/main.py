@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -14,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import torch
 from starlette.middleware import Middleware
 
 from app import gallery, output_files
 from app.access import LoginFirst, check_host, resolve_auth
-from app.inputs import ImageInput
+from app.display import ImageInput
+from app.first_page import FirstPage, app_checkpoints, check_max_side, prepare_first_page
 from app.lab import PAGE_EVENT, Lab, message_box, set_message_filter
-from app.samples import UPLOAD, Samples
-from app.state import ModelStore, discover_checkpoints
+from app.samples import UPLOAD
 from app.tabs.bane import build_bane
 from app.tabs.crm import build_crm
 from app.tabs.embeddings import build_embeddings
@@ -33,8 +31,7 @@ from app.tabs.learn import build_learn
 from app.tabs.predict import build_predict
 from app.tabs.srm import build_srm
 from app.tabs.train import build_train
-from contextrast.analysis import cards, embeddings
-from contextrast.analysis.image_io import MIN_SIDE
+from contextrast.analysis import embeddings
 from contextrast.paths import PathPolicy
 
 log = logging.getLogger("contextrast.app")
@@ -64,24 +61,27 @@ PAGE = dict(css=CSS, js=JS, run_history=False)
 
 def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *, max_side: int = 2048,
              toy_spec: str | None = "toy", concurrency: int = 1, warm_up_umap: bool = True,
-             runs_dir: str | Path | None = None, paths: PathPolicy | None = None) -> gr.Blocks:
+             runs_dir: str | Path | None = None, paths: PathPolicy | None = None,
+             first_page: FirstPage | None = None) -> gr.Blocks:
     """The app's Blocks for these checkpoint directories (none is allowed: the page says so) and an
     optional dataset spec whose first available split (val, test, train) is listed before the toy samples, so
     the page opens on it.
     With `runs_dir`, a Train tab submits fine-tuning jobs to the worker queue kept there.
     `paths`: the folders a client may name (dataset specs, base checkpoints); by default the dataset
-    spec's folder, the checkpoint directories and the runs dir."""
+    spec's folder, the checkpoint directories and the runs dir.
+    `first_page`: the head start `app.first_page.prepare_first_page` gave for the same checkpoints and data (started
+    before Gradio was imported); by default it is started here."""
     if paths is None:
         paths = default_paths(checkpoints, data_spec, runs_dir)
     set_message_filter(paths.redact)
-    store = ModelStore([Path(p) for p in checkpoints])
-    samples = Samples(data_spec, toy_spec)
+    if first_page is None:
+        first_page = prepare_first_page(checkpoints, data_spec, toy_spec, max_side)
+    store, samples = first_page.store, first_page.samples
     lab = Lab(store=store, samples=samples, max_side=max_side, concurrency=concurrency, paths=paths)
     names = store.names()
     sample_names = samples.names()
-    first_sample = sample_names[0] if sample_names else UPLOAD
-    first_rgb, _, first_info = samples.load(first_sample) if first_sample != UPLOAD else (None, None, None)
-    lab.default_model = default_model(store, first_info.classes if first_info else None)
+    first_sample, first_rgb = first_page.sample, first_page.rgb
+    lab.default_model = first_page.model
     notes = list(store.problems)
     if not names:
         notes.append("No model found: put checkpoint directories (model.safetensors + model_card.json) in "
@@ -129,29 +129,19 @@ def build_ui(checkpoints: Sequence[str | Path], data_spec: str | None = None, *,
         wire_inputs(demo, lab, go, opened)
     demo.lab = lab  # for tests and benchmarks: the server state behind the page
     demo.tabs = dict(embeddings=embeddings_tab, errors=errors_tab, learn=learn_tab, train=train_tab)
-    # in the background: the first page's forward pass, then UMAP's numba kernels (so that neither the first
-    # page nor any user's first projection pays for them, and the compile waits until the first page is drawn)
-    demo.umap_warm_up = warm_up_in_background(lab, first_sample) if warm_up_umap else None
+    # in the background, once the first page is drawn: UMAP's numba kernels (no user's first projection pays for
+    # them); the first page itself is prepared by `first_page`'s thread
+    demo.umap_warm_up = warm_up_in_background(lab) if warm_up_umap else None
     return demo
 
 
-def warm_up_in_background(lab: Lab, sample: str, first_view_s: float = FIRST_VIEW_S, quiet_s: float = QUIET_S
+def warm_up_in_background(lab: Lab, first_view_s: float = FIRST_VIEW_S, quiet_s: float = QUIET_S
                           ) -> threading.Thread:
-    """A daemon thread that runs the default model on `sample` (into the run cache the first page reads) and the
-    tabs' other preparations (`Lab.warm_ups`: the first thumbnails), then compiles UMAP's kernels once the first
-    page has been drawn: after the first view request (or `first_view_s`
-    without one) and `quiet_s` without another. The compile is half a minute of a core and of the interpreter's
-    lock; started at once, it slowed the first page by a third on 2 cores. A failure only costs the head start:
-    the page reports it when asked."""
+    """A daemon thread that compiles UMAP's kernels once the first page has been drawn: after the first view request
+    (or `first_view_s` without one) and `quiet_s` without another. The compile is half a minute of a core and of the
+    interpreter's lock; started at once, it slowed the first page by a third on 2 cores."""
 
     def warm_up() -> None:
-        first_page = ([lambda: lab.analyse(lab.default_model, sample, None, None)]
-                      if lab.default_model is not None and sample != UPLOAD else [])
-        for prepare in [*first_page, *lab.warm_ups]:
-            try:
-                prepare()
-            except Exception as e:  # noqa: BLE001 - the page's own request will show what is wrong
-                log.info("not prepared ahead of the first page: %s", e)
         start = time.monotonic()
         while lab.last_view is None and time.monotonic() - start < first_view_s:
             time.sleep(0.1)
@@ -212,24 +202,6 @@ def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any])
     # it (`predict_view_shown`); a load-time view drew the first page a second time, 0.7 s of 2 cores
 
 
-def _reported_val_miou(metrics: dict[str, Any] | None) -> float:
-    value = (metrics or {}).get("val_miou")
-    return float(value) if isinstance(value, (int, float)) else float("-inf")
-
-
-def default_model(store: ModelStore, classes: Sequence[str] | None) -> str | None:
-    """Among the models that predict `classes` (the pre-selected sample's, so the first page shows its labels
-    in use), one whose projection heads were trained, so that every tab (BANE, Embeddings) draws on the first
-    page; of those, the one whose card reports the highest val mIoU (then the first by name); else the first
-    model."""
-    names = store.names()
-    matching = [n for n in names if classes is not None and list(store.cards[n].classes) == list(classes)]
-    if matching:
-        return max(matching, key=lambda n: (bool(cards.trained_heads(store.cards[n])),
-                                            _reported_val_miou(store.cards[n].metrics)))
-    return names[0] if names else None
-
-
 def default_paths(checkpoints: Sequence[str | Path], data_spec: str | None, runs_dir: str | Path | None,
                   data_roots: Sequence[str] = (), checkpoint_roots: Sequence[str | Path] = ()) -> PathPolicy:
     """The allow-list of a lab: the --data spec's folder and every --data-root; the checkpoint
@@ -245,18 +217,14 @@ def default_paths(checkpoints: Sequence[str | Path], data_spec: str | None, runs
     return PathPolicy(data, ckpts)
 
 
-def check_max_side(max_side: int) -> None:
-    if max_side < MIN_SIDE:
-        raise ValueError(f"--max-side must be at least {MIN_SIDE} (the network's coarsest stride); got {max_side}")
-
-
-def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Blocks:
-    """Serve the lab as `contextrast app` was asked to; returns the running Blocks."""
+def launch(args: argparse.Namespace, prevent_thread_lock: bool = False, first_page: FirstPage | None = None
+           ) -> gr.Blocks:
+    """Serve the lab as `contextrast app` was asked to; returns the running Blocks. `first_page`: the head start
+    `contextrast app` gave before importing Gradio (`app.first_page.start`), else it is started here."""
     auth = resolve_auth(args.auth, getattr(args, "auth_file", None))
     check_host(args.host, auth, args.insecure)
     check_max_side(args.max_side)
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))  # one request's matmuls use the cores, no more
-    checkpoints = discover_checkpoints(args.checkpoints_dir, args.checkpoint or [])
+    checkpoints = first_page.checkpoints if first_page else app_checkpoints(args)
     runs_dir = args.runs_dir
     if not args.no_worker:
         from contextrast.jobs import ensure_worker_running
@@ -269,7 +237,8 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Bl
             print(f"warning: no fine-tuning worker: {e}", flush=True)
     paths = default_paths(checkpoints, args.data, runs_dir, getattr(args, "data_root", None) or [],
                           [args.checkpoints_dir] if args.checkpoints_dir else [])
-    demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir, paths=paths)
+    demo = build_ui(checkpoints, args.data, max_side=args.max_side, runs_dir=runs_dir, paths=paths,
+                    first_page=first_page)
     output_files.install()  # concurrent downloads of one picture never see it half written
     # quiet: Gradio's own banner speaks of `share=True`, which a command-line user of the lab has no use for
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=args.max_file_size,

@@ -3,8 +3,10 @@ split of a dataset given with `--data SPEC` (listed first). Names look like `toy
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from contextrast.data import SegmentationDataset, build_dataset
@@ -12,6 +14,8 @@ from contextrast.data.info import DatasetInfo
 
 UPLOAD = "(your upload)"
 SPLIT_PREFERENCE = ("val", "test", "train")
+THUMB_HEIGHT = 72  # px
+MAX_THUMBS = 60  # per set: the dropdown lists them all
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Samples:
         if toy_spec:
             self.sets.append(SampleSet("toy", build_dataset(toy_spec, "val")))
         self._index: dict[str, tuple[SampleSet, int]] = {}
+        self._thumbnails: dict[str, list[tuple[str, np.ndarray]]] = {}
+        self._thumbnails_lock = threading.Lock()
         for s in self.sets:
             for i in range(min(len(s.dataset), limit)):
                 self._index[f"{s.label}/{s.dataset.sample_name(i)}"] = (s, i)
@@ -72,9 +78,28 @@ class Samples:
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
+    def thumbnails(self, label: str | None) -> list[tuple[str, np.ndarray]]:
+        """(name, picture THUMB_HEIGHT px high) of the first MAX_THUMBS samples of a set (the first set's for an
+        unknown label), decoded once; a second caller waits for the first instead of decoding them again."""
+        names = self.names_in_set(label)[:MAX_THUMBS]
+        key = self.set_of(names[0]) if names else ""
+        with self._thumbnails_lock:
+            if key not in self._thumbnails:
+                self._thumbnails[key] = [(n, thumbnail(self._picture(n))) for n in names]
+            return self._thumbnails[key]
+
+    def _picture(self, name: str) -> np.ndarray:
+        s, i = self._index[name]
+        return s.dataset.load_image(i)
+
     def load(self, name: str) -> tuple[np.ndarray, np.ndarray, DatasetInfo]:
         if name not in self._index:
             raise ValueError(f"unknown sample {name!r}; pick one from the list or upload an image")
         s, i = self._index[name]
         rgb, mask = s.dataset.load(i)
         return rgb, np.asarray(mask).astype(np.int64), s.dataset.info
+
+
+def thumbnail(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)

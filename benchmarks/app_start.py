@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-POLL_S = 0.1
+POLL_S = 0.05  # s between two tries of the page while the app starts: the answer is timed to within this
 READY_TARGET_S = 6.0
 
 

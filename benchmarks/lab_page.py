@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.app_start import app_command, free_port
+from benchmarks.app_start import POLL_S, app_command, free_port
 from benchmarks.machine import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def serve(*app_args: str, cwd: str | Path = ROOT, timeout_s: float = 240.0) -> I
                     if r.status == 200:
                         break
             except OSError:
-                time.sleep(0.3)
+                time.sleep(POLL_S)
         else:
             raise RuntimeError(f"no answer at {url} within {timeout_s:.0f} s")
         serve.pid = process.pid  # type: ignore[attr-defined]

@@ -321,7 +321,7 @@ def test_data_spec_adds_a_browsable_labelled_split():
 
 
 def test_default_model_matches_the_default_samples_classes(tmp_path):
-    from app.main import default_model
+    from app.first_page import default_model
     from app.state import ModelStore
 
     write_checkpoint(tmp_path / "a-other", classes=["x", "y", "z"])  # sorts first, but predicts other classes

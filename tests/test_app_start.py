@@ -1,5 +1,6 @@
-"""The lab's start-up: Gradio imported without its type-stub writer, the UMAP warm-up held back until the first
-page is drawn, and the first page drawn once (by the first tab's select event, not again on load)."""
+"""The lab's start-up: the first page prepared before Gradio is imported, Gradio imported without its type-stub
+writer, the UMAP warm-up held back until the first page is drawn, and the first page drawn once (by the first tab's
+select event, not again on load)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from types import SimpleNamespace
 from lab_helpers import write_checkpoint
 
 from app import main as app_main
+from app import state as app_state
+from app.first_page import prepare_first_page
 from app.main import build_ui
-from app.samples import UPLOAD
+from app.samples import MAX_THUMBS, THUMB_HEIGHT, Samples
 
 
 def test_gradio_is_imported_without_writing_type_stubs():
@@ -30,9 +33,9 @@ def test_gradio_is_imported_without_writing_type_stubs():
 def _warm_up_times(monkeypatch, last_view, first_view_s, quiet_s):
     compiled = threading.Event()
     monkeypatch.setattr(app_main.embeddings, "warm_up_umap", compiled.set)
-    lab = SimpleNamespace(default_model=None, last_view=last_view, warm_ups=[])
+    lab = SimpleNamespace(last_view=last_view)
     t0 = time.monotonic()
-    thread = app_main.warm_up_in_background(lab, UPLOAD, first_view_s=first_view_s, quiet_s=quiet_s)
+    thread = app_main.warm_up_in_background(lab, first_view_s=first_view_s, quiet_s=quiet_s)
     return lab, compiled, t0, thread
 
 
@@ -48,31 +51,73 @@ def test_the_umap_warm_up_waits_for_the_first_page_and_a_quiet_moment(monkeypatc
     thread.join(5)
 
 
-def test_the_warm_up_prepares_the_first_thumbnails_before_the_umap_compile(monkeypatch, tmp_path):
+def test_contextrast_app_prepares_the_first_page_before_importing_gradio():
+    """`contextrast app` starts the head start (model loaded and run on the first sample, thumbnails decoded) before
+    `import gradio`: its thread runs on the core the import leaves idle."""
+    code = """
+import argparse, sys, types
+import app.first_page as first_page
+from contextrast.commands import app as command
+seen = {}
+start = first_page.start
+first_page.start = lambda args: (seen.update(gradio_before='gradio' in sys.modules), start(args))[1]
+served = types.ModuleType('app.main')  # what launch gets, without serving
+served.launch = lambda args, first_page: seen.update(page=first_page)
+sys.modules['app.main'] = served
+parser = argparse.ArgumentParser()
+command.add_arguments(parser)
+command.run(parser.parse_args(['--no-worker', '--checkpoints-dir', 'none-here']))
+print(seen['gradio_before'], seen['page'].sample.startswith('toy/'))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False True"
+    assert "terminate" not in out.stderr  # the process waited for the thread instead of cutting it off in a torch op
+
+
+def test_the_first_page_is_prepared_in_the_background(monkeypatch, tmp_path):
+    """The head start leaves the first page's forward pass in the run cache and the first set's thumbnails decoded:
+    the page's own requests decode and run nothing again."""
     write_checkpoint(tmp_path / "toy-a")
-    demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False)
+    first = prepare_first_page([tmp_path / "toy-a"])
+    first.thread.join(60)
+    assert first.model == "toy-a" and first.sample == first.samples.names()[0] and first.rgb is not None
+    demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False, first_page=first)
     lab = demo.lab
-    assert lab.warm_ups
-    order = []
-    monkeypatch.setattr(app_main.embeddings, "warm_up_umap", lambda: order.append("umap"))
-    lab.warm_ups.append(lambda: order.append("prepared"))
-    app_main.warm_up_in_background(lab, lab.samples.names()[0], first_view_s=0.1, quiet_s=0.1).join(60)
-    assert order == ["prepared", "umap"]
-    thumbs = next(fn for fn in demo.fns.values() if fn.api_name == "thumbnails")
+    assert lab.store is first.store and lab.default_model == "toy-a"
 
     def decoded_again(*args):
-        raise AssertionError("the first page's thumbnails were not prepared")
+        raise AssertionError("the first page was not prepared")
 
-    monkeypatch.setattr(lab.samples, "load", decoded_again)
-    assert thumbs.fn(lab.samples.set_labels()[0])  # served from what the warm-up wrote
+    monkeypatch.setattr(lab.samples, "_picture", decoded_again)
+    monkeypatch.setattr(app_state, "run_model", decoded_again)
+    thumbs = next(fn for fn in demo.fns.values() if fn.api_name == "thumbnails")
+    assert len(thumbs.fn(lab.samples.set_labels()[0])) == min(MAX_THUMBS, len(lab.samples.names_in_set(None)))
+    lab.context("toy-a", first.sample, None, None)  # the Predict view's forward pass: from the cache
 
 
-def test_a_view_marks_the_lab_in_use_as_it_starts_and_ends_and_the_warm_ups_pass_does_not(tmp_path):
+def test_thumbnails_are_decoded_once_when_asked_twice_at_once(monkeypatch, tmp_path):
+    """The page's load event may ask for the thumbnails while the head start is still decoding them: it waits for
+    them instead of decoding every picture a second time."""
+    samples = Samples(None, "toy")
+    calls = []
+    real = samples._picture
+    monkeypatch.setattr(samples, "_picture", lambda name: (calls.append(name), time.sleep(0.01), real(name))[2])
+    threads = [threading.Thread(target=samples.thumbnails, args=(None,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    names = samples.names_in_set(None)[:MAX_THUMBS]
+    assert sorted(calls) == sorted(names)
+    assert all(picture.shape[0] == THUMB_HEIGHT for _, picture in samples.thumbnails(None))
+
+
+def test_a_view_marks_the_lab_in_use_as_it_starts_and_ends_and_the_head_start_does_not(tmp_path):
     write_checkpoint(tmp_path / "toy-a")
     demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False)
     lab = demo.lab
     sample = lab.samples.names()[0]
-    lab.analyse("toy-a", sample, None, None)
     assert lab.last_view is None
     before = time.monotonic()
     lab.context("toy-a", sample, None, None)

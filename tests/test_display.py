@@ -39,8 +39,7 @@ def test_pictures_are_sent_as_lossless_pngs_drawn_by_gradios_image_component(tmp
     import cv2
     import gradio as gr
 
-    from app.display import Picture
-    from app.inputs import ImageInput
+    from app.display import ImageInput, Picture
 
     rng = np.random.default_rng(0)
     with gr.Blocks():

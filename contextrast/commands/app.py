@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     check_host(args.host, resolve_auth(args.auth, args.auth_file), args.insecure)  # before the torch-heavy imports
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be 1..65535; got {args.port}")
-    from app.main import check_max_side, launch
+    from app.first_page import start  # torch and the models, not Gradio yet
 
-    check_max_side(args.max_side)
-    launch(args)
+    first_page = start(args)  # its thread prepares the first page while Gradio is imported and the page built
+    from app.main import launch
+
+    launch(args, first_page=first_page)
     return 0

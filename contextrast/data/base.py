@@ -56,6 +56,10 @@ class SegmentationDataset(Dataset):
         """(H, W) of sample `index`'s picture, read from its file header (no decoding when possible)."""
         return image_size(self.samples[index][0])
 
+    def load_image(self, index: int) -> np.ndarray:
+        """Sample `index`'s picture alone, (H, W, 3) uint8 RGB: its label map is not read (thumbnails)."""
+        return read_rgb(self.samples[index][0])
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.samples[index]
         rgb = read_rgb(image_path)
