@@ -34,7 +34,7 @@ def build_gallery(lab: Lab) -> list[Any]:
             gr.Markdown("Click a thumbnail to open it in every tab. The **Images** tab ranks a whole split by how "
                         "well the model does on each image.")
         pictures = gr.Gallery(label="Samples", columns=10, height=190, allow_preview=False, show_label=False,
-                              object_fit="contain")
+                              object_fit="contain", elem_id="sample-thumbnails")
 
     def open_thumbnail(set_label: str | None, evt: gr.SelectData):
         names = samples.names_in_set(set_label)[:MAX_THUMBS]
@@ -43,6 +43,6 @@ def build_gallery(lab: Lab) -> list[Any]:
         return names[evt.index], samples.load(names[evt.index])[0]
 
     which.input(thumbs, which, pictures, api_name="thumbnails", concurrency_limit=4)
-    lab.on_page_load(lambda set_label: thumbs(set_label), [which], [pictures])
+    lab.on_page_load(lambda set_label: thumbs(set_label), [which], [pictures], after_first_view=True)
     return [pictures.select(open_thumbnail, which, [lab.components["sample"], lab.components["image"]],
                             api_name="open_thumbnail", concurrency_limit=4)]

@@ -83,6 +83,22 @@ class Page:
     view: dict[str, Any] | None = None
 
 
+AFTER_FIRST_VIEW_S = 4.0
+# the page's JavaScript before a page load that waits for the first view: Gradio awaits it, then calls the server with
+# what it returns (the inputs' values; it is handed the outputs' too). Texts are read from their Markdown's prose:
+# while an event is pending, Gradio's timer ("0.1s") is part of the element's text
+AFTER_FIRST_VIEW_JS = """async (...values) => {
+  const text = (e) => (e?.querySelector('.prose')?.innerText || '').trim();  // not the pending timer beside it
+  const drawn = () => text(document.getElementById('%(id)s')) !== ''
+    || [...document.querySelectorAll('.lab-message')].some((e) => e.offsetParent !== null && text(e) !== '');
+  for (const start = Date.now(); !drawn() && Date.now() - start < %(wait_ms)d; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const inputs = values.slice(0, %(inputs)d);
+  return inputs.length === 1 ? inputs[0] : inputs;
+}"""
+
+
 @dataclass
 class Lab:
     store: ModelStore
@@ -96,6 +112,7 @@ class Lab:
     model_menus: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when the model changes
     input_watchers: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run for any new input
     page_loads: list[dict[str, Any]] = field(default_factory=list)  # event kwargs run when a browser opens the page
+    first_view_id: str | None = None  # elem_id of the text the page's first view writes (page loads may wait for it)
     scale_memory: LRU = field(default_factory=lambda: LRU(256))  # session → {quantity: Scale} (keep one scale)
     last_view: float | None = None  # time.monotonic() of the latest view request (None: none yet)
 
@@ -256,8 +273,24 @@ class Lab:
         """`fn` runs after every new image, label map or model (e.g. to clear a view the input made outdated)."""
         self.input_watchers.append(dict(fn=fn, inputs=list(inputs), outputs=list(outputs)))
 
-    def on_page_load(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
-        self.page_loads.append(dict(fn=fn, inputs=list(inputs), outputs=list(outputs)))
+    def on_page_load(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any],
+                     after_first_view: bool = False) -> None:
+        """`fn` when a browser opens the page; `after_first_view`: once the page's first view has been drawn (its
+        text `first_view_id` written, or a message shown; at most AFTER_FIRST_VIEW_S), so that what it shows
+        (sixty thumbnails) does not hold up the first prediction in the browser."""
+        self.page_loads.append(dict(fn=fn, inputs=list(inputs), outputs=list(outputs),
+                                    after_first_view=after_first_view))
+
+    def page_load_events(self) -> list[dict[str, Any]]:
+        """The page loads as event kwargs (fn, inputs, outputs, js), once every tab is built (`first_view_id` set)."""
+        events = []
+        for load in self.page_loads:
+            event = {k: v for k, v in load.items() if k != "after_first_view"}
+            if load["after_first_view"] and self.first_view_id is not None:
+                event["js"] = AFTER_FIRST_VIEW_JS % dict(id=self.first_view_id, inputs=len(load["inputs"]),
+                                                         wait_ms=int(AFTER_FIRST_VIEW_S * 1000))
+            events.append(event)
+        return events
 
     # ------------------------------------------------------------------------------------------- colour scales
 

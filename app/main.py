@@ -196,7 +196,7 @@ def wire_inputs(demo: gr.Blocks, lab: Lab, go: gr.Button, opened: Sequence[Any])
         follow(event.then, f"opened_{i}")
     redraw(go.click, "button")
     redraw(c["keep_scale"].input, "scale")
-    for i, load in enumerate(lab.page_loads):
+    for i, load in enumerate(lab.page_load_events()):
         demo.load(**load, api_name=f"page_load_{i}", **quick)
     # no view on the page's load event: Gradio fires the first tab's select event when the tabs appear, which draws
     # it (`predict_view_shown`); a load-time view drew the first page a second time, 0.7 s of 2 cores

@@ -140,6 +140,19 @@ def test_the_first_page_is_drawn_by_the_first_tabs_select_event_only(tmp_path):
     assert first.label == "Predict" and any(fn.api_name == "predict_view_shown" for fn in demo.fns.values())
 
 
+def test_the_thumbnails_load_once_the_first_prediction_is_drawn(tmp_path):
+    """The thumbnails' page load waits in the browser for the Predict view's text (at most a few seconds): sixty
+    pictures arriving with the first prediction held it up."""
+    write_checkpoint(tmp_path / "toy-a")
+    demo = build_ui([tmp_path / "toy-a"], warm_up_umap=False)
+    gallery = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sample-thumbnails")
+    loads = [fn for fn in demo.fns.values() if any(t[1] == "load" for t in fn.targets)]
+    thumbnails = [fn for fn in loads if gallery in fn.outputs]
+    assert len(thumbnails) == 1 and demo.lab.first_view_id == "predict-info"
+    assert "'predict-info'" in thumbnails[0].js and "values.slice(0, 1)" in thumbnails[0].js
+    assert all(fn.js is None for fn in loads if fn not in thumbnails)  # the other loads do not wait
+
+
 def test_the_tab_bar_holds_tabs_only(tmp_path):
     """A component created between two tabs (directly in gr.Tabs) made Gradio's page list the next tab twice in the
     tab bar once it was opened: every child of the page's tab bar must be a tab."""

@@ -289,6 +289,11 @@ def test_browser_rows_judge_each_click_against_its_budget_and_flag_what_the_page
     assert verdicts["the page showed a problem"] == ("toast: boom", "MISS")
     assert verdicts["browser: `contextrast app` cold start to first prediction drawn"] == (
         "7.2 s (page answered 4.0 s)", "MISS")
+    starts = [{"answered_s": a, "page_open_s": 2.0, "cold_start_drawn_s": a + 2.0} for a in (3.0, 5.0, 4.0)]
+    median = {**result, "cold_starts": starts, **starts[2]}
+    verdicts = {measure: (value, verdict) for _, measure, value, _, verdict in report.rows({"browser": {"result": median}})}
+    assert verdicts["browser: `contextrast app` cold start to first prediction drawn (median of 3)"] == (
+        "6.0 s (page answered 4.0 s)", "ok")
     assert report.rows({"browser": {"result": {"not_measured": "no chromium"}}}) == [
         ("browser", "click to result", "no chromium", "", "")]
 

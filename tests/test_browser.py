@@ -161,6 +161,9 @@ def walk_tabs(page: LabPage, shots: Path, prefix: str, upload: bool) -> None:
 def test_every_tab_on_a_sample_then_on_an_upload(lab):
     demo, page, root, shots = lab
     assert page.page.get_by_role("tab").all_inner_texts()[:4] == ["Predict", "SRM offsets", "CRM attention", "BANE"]
+    # the first set's thumbnails arrive (after the first prediction: their page load waits for it)
+    page.page.wait_for_function("n => document.querySelectorAll('#sample-thumbnails img').length === n",
+                                arg=len(demo.lab.samples.thumbnails(None)), timeout=WAIT_S * 1000, polling=100)
     walk_tabs(page, shots, "sample", upload=False)
     # every tab opened once: the tab bar still lists each tab once
     labels = page.page.evaluate("() => [...document.querySelectorAll('[role=tab]')].map(e => e.innerText.trim())")

@@ -70,6 +70,7 @@ def build_predict(lab: Lab) -> dict[str, Any]:
                                       elem_id="predict-classes")
         message = message_box()
         info = gr.Markdown(elem_id="predict-info")
+        lab.first_view_id = info.elem_id  # the page opens on this tab: its text marks the first page drawn
         with gr.Row():
             with gr.Column():
                 overlay = gr.Plot(label="Prediction overlay (hover a pixel)", elem_id="predict-overlay")
