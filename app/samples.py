@@ -34,7 +34,7 @@ class Samples:
         self.sets: list[SampleSet] = []
         self.limit = limit
         # the dataset the user asked for comes first: the page opens on one of its images, and on a model
-        # that predicts its classes (app.main.default_model)
+        # that predicts its classes (app.first_page.default_model)
         if data_spec:
             self.sets.append(self._open(data_spec))
         if toy_spec:

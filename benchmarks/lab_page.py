@@ -74,7 +74,7 @@ def serve(*app_args: str, cwd: str | Path = ROOT, timeout_s: float = 240.0) -> I
 
 def settle(pid: int, timeout_s: float = 120.0, busy: float = 0.1, window_s: float = 2.0) -> float:
     """Seconds until process `pid` (and the threads it runs) uses under `busy` of one core over `window_s`: the
-    app's start-up warm-up (the first page's forward pass, UMAP's numba kernels) is over. Linux /proc only; elsewhere
+    app's start-up warm-up (UMAP's numba kernels, after the first page) is over. Linux /proc only; elsewhere
     0 at once."""
     t0 = time.perf_counter()
     before = cpu_seconds(pid)
