@@ -70,7 +70,6 @@ def prepare_first_page(checkpoints: Sequence[str | Path], data_spec: str | None 
     """Open the checkpoints and samples, choose what the page opens on, and start preparing it in a thread.
     A bad dataset spec raises ValueError here; a failure in the thread only costs the head start (the page's own
     request reports it)."""
-    use_cores()
     checkpoints = [Path(p) for p in checkpoints]
     store = ModelStore(checkpoints)
     samples = Samples(data_spec, toy_spec)
@@ -79,10 +78,12 @@ def prepare_first_page(checkpoints: Sequence[str | Path], data_spec: str | None 
     rgb, _, info = samples.load(sample) if sample != UPLOAD else (None, None, None)
     model = default_model(store, info.classes if info else None)
 
+    def first_run() -> None:
+        loaded, lab_input = model_input(store, samples, model, sample, None, None, max_side)
+        store.run(loaded.name, lab_input.rgb)
+
     def prepare() -> None:
-        steps = []
-        if model is not None and sample != UPLOAD:
-            steps.append(lambda: store.run(*_loaded_input(store, samples, model, sample, max_side)))
+        steps = [first_run] if model is not None and sample != UPLOAD else []
         steps.append(lambda: samples.thumbnails(samples.set_of(sample)))
         for step in steps:
             try:
@@ -110,10 +111,6 @@ def check_max_side(max_side: int) -> None:
 def start(args: argparse.Namespace) -> FirstPage:
     """The head start of `contextrast app ARGS` (before Gradio is imported)."""
     check_max_side(args.max_side)
+    use_cores()
     return prepare_first_page(app_checkpoints(args), args.data, max_side=args.max_side)
 
-
-def _loaded_input(store: ModelStore, samples: Samples, model: str, sample: str, max_side: int
-                  ) -> tuple[str, np.ndarray]:
-    loaded, lab_input = model_input(store, samples, model, sample, None, None, max_side)
-    return loaded.name, lab_input.rgb

@@ -84,17 +84,16 @@ class Page:
 
 
 AFTER_FIRST_VIEW_S = 4.0
-# the page's JavaScript before a page load that waits for the first view: Gradio awaits it, then calls the server with
-# what it returns (the inputs' values; it is handed the outputs' too). Texts are read from their Markdown's prose:
+# the page's JavaScript before a page load that waits for the first view: Gradio hands it the inputs' values, awaits it,
+# then calls the server with what it returns (a lone input's value bare). Texts are read from their Markdown's prose:
 # while an event is pending, Gradio's timer ("0.1s") is part of the element's text
-AFTER_FIRST_VIEW_JS = """async (...values) => {
+AFTER_FIRST_VIEW_JS = """async (...inputs) => {
   const text = (e) => (e?.querySelector('.prose')?.innerText || '').trim();  // not the pending timer beside it
   const drawn = () => text(document.getElementById('%(id)s')) !== ''
     || [...document.querySelectorAll('.lab-message')].some((e) => e.offsetParent !== null && text(e) !== '');
   for (const start = Date.now(); !drawn() && Date.now() - start < %(wait_ms)d; ) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const inputs = values.slice(0, %(inputs)d);
   return inputs.length === 1 ? inputs[0] : inputs;
 }"""
 
@@ -186,7 +185,7 @@ class Lab:
         page.view = dict(fn=fn, inputs=list(inputs), outputs=all_outputs, api_name=api_name)
 
     def _marks_in_use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """`fn`, setting `last_view` when it returns too (`context` sets it as a view starts): the start-up warm-up
+        """`fn`, setting `last_view` when it returns too (`context` sets it as a view starts): the UMAP warm-up
         waits for a quiet moment after the first page is drawn, not after its forward pass. A generator function
         stays one (Gradio streams its updates)."""
         if inspect.isgeneratorfunction(fn):
@@ -287,8 +286,7 @@ class Lab:
         for load in self.page_loads:
             event = {k: v for k, v in load.items() if k != "after_first_view"}
             if load["after_first_view"] and self.first_view_id is not None:
-                event["js"] = AFTER_FIRST_VIEW_JS % dict(id=self.first_view_id, inputs=len(load["inputs"]),
-                                                         wait_ms=int(AFTER_FIRST_VIEW_S * 1000))
+                event["js"] = AFTER_FIRST_VIEW_JS % dict(id=self.first_view_id, wait_ms=int(AFTER_FIRST_VIEW_S * 1000))
             events.append(event)
         return events
 

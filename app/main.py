@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from app import gallery, output_files
 from app.access import LoginFirst, check_host, resolve_auth
 from app.display import ImageInput
-from app.first_page import FirstPage, app_checkpoints, check_max_side, prepare_first_page
+from app.first_page import FirstPage, app_checkpoints, check_max_side, prepare_first_page, use_cores
 from app.lab import PAGE_EVENT, Lab, message_box, set_message_filter
 from app.samples import UPLOAD
 from app.tabs.bane import build_bane
@@ -224,6 +224,7 @@ def launch(args: argparse.Namespace, prevent_thread_lock: bool = False, first_pa
     auth = resolve_auth(args.auth, getattr(args, "auth_file", None))
     check_host(args.host, auth, args.insecure)
     check_max_side(args.max_side)
+    use_cores()
     checkpoints = first_page.checkpoints if first_page else app_checkpoints(args)
     runs_dir = args.runs_dir
     if not args.no_worker:

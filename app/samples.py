@@ -3,12 +3,12 @@ split of a dataset given with `--data SPEC` (listed first). Names look like `toy
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from app.state import LRU
 from contextrast.data import SegmentationDataset, build_dataset
 from contextrast.data.info import DatasetInfo
 
@@ -40,8 +40,7 @@ class Samples:
         if toy_spec:
             self.sets.append(SampleSet("toy", build_dataset(toy_spec, "val")))
         self._index: dict[str, tuple[SampleSet, int]] = {}
-        self._thumbnails: dict[str, list[tuple[str, np.ndarray]]] = {}
-        self._thumbnails_lock = threading.Lock()
+        self._thumbnails = LRU(max(1, len(self.sets)))  # set label → its thumbnails, made once per set
         for s in self.sets:
             for i in range(min(len(s.dataset), limit)):
                 self._index[f"{s.label}/{s.dataset.sample_name(i)}"] = (s, i)
@@ -83,10 +82,7 @@ class Samples:
         unknown label), decoded once; a second caller waits for the first instead of decoding them again."""
         names = self.names_in_set(label)[:MAX_THUMBS]
         key = self.set_of(names[0]) if names else ""
-        with self._thumbnails_lock:
-            if key not in self._thumbnails:
-                self._thumbnails[key] = [(n, thumbnail(self._picture(n))) for n in names]
-            return self._thumbnails[key]
+        return self._thumbnails.get_or_make(key, lambda: [(n, thumbnail(self._picture(n))) for n in names])
 
     def _picture(self, name: str) -> np.ndarray:
         s, i = self._index[name]

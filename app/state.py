@@ -94,8 +94,8 @@ class LRU:
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The cached value of `key`, else `make()`'s, stored. A request for a key another thread is making waits
-        for that one instead of making it again (the start-up warm-up and the first page's request ask for the same
-        forward pass at once), and gets its exception if it fails. `make` must not wait on this cache's key itself
+        for that one instead of making it again (the head start, `app.first_page`, and the first page's request ask for
+        the same forward pass at once), and gets its exception if it fails. `make` must not wait on this cache's key itself
         or on a lock its waiters hold."""
         with self._lock:
             if key in self._items:

@@ -149,7 +149,7 @@ def test_the_thumbnails_load_once_the_first_prediction_is_drawn(tmp_path):
     loads = [fn for fn in demo.fns.values() if any(t[1] == "load" for t in fn.targets)]
     thumbnails = [fn for fn in loads if gallery in fn.outputs]
     assert len(thumbnails) == 1 and demo.lab.first_view_id == "predict-info"
-    assert "'predict-info'" in thumbnails[0].js and "values.slice(0, 1)" in thumbnails[0].js
+    assert "'predict-info'" in thumbnails[0].js and "inputs.length === 1 ? inputs[0]" in thumbnails[0].js
     assert all(fn.js is None for fn in loads if fn not in thumbnails)  # the other loads do not wait
 
 

@@ -74,6 +74,17 @@ def test_camvid_folders_map_void_to_255_and_read_rgb(tmp_path: Path) -> None:
     assert set(sample["mask"].unique().tolist()) == {0, 3, 10, 255}
 
 
+def test_load_image_reads_the_picture_alone_or_what_an_overridden_load_draws(tmp_path: Path) -> None:
+    """Thumbnails read only the picture: a file layout's label map is not opened (here it is gone); a layout that
+    overrides `load` (the generated toy set) gives `load`'s picture."""
+    images = make_camvid(tmp_path)
+    ds = build_dataset(f"camvid:{tmp_path}", "train")
+    (tmp_path / "trainannot" / "0001TP_006690.png").unlink()
+    np.testing.assert_array_equal(ds.load_image(0), images["0001TP_006690"])
+    toy = build_dataset("toy", "val")
+    np.testing.assert_array_equal(toy.load_image(2), toy.load(2)[0])
+
+
 def test_camvid_list_file_with_foreign_prefix_resolves_under_root(tmp_path: Path) -> None:
     make_camvid(tmp_path, "val", names=("0016E5_07959", "0016E5_07961"))
     (tmp_path / "val.txt").write_text(

@@ -32,7 +32,7 @@ def test_the_run_cache_is_bounded_in_bytes_not_only_in_entries(tmp_path):
 
 
 def test_the_run_cache_makes_a_value_once_for_concurrent_requests_and_passes_a_failure_on():
-    """Two requests for the same forward pass at once (the warm-up and the first page) run it once."""
+    """Two requests for the same forward pass at once (the head start and the first page) run it once."""
     import threading
     import time
 

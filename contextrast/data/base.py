@@ -57,7 +57,10 @@ class SegmentationDataset(Dataset):
         return image_size(self.samples[index][0])
 
     def load_image(self, index: int) -> np.ndarray:
-        """Sample `index`'s picture alone, (H, W, 3) uint8 RGB: its label map is not read (thumbnails)."""
+        """Sample `index`'s picture alone, (H, W, 3) uint8 RGB: its label map is not read (thumbnails). A layout
+        that overrides `load` (one without `self.samples`, e.g. a generated one) gives `load`'s picture."""
+        if type(self).load is not SegmentationDataset.load:
+            return self.load(index)[0]
         return read_rgb(self.samples[index][0])
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -175,6 +175,3 @@ class ToyDataset(SegmentationDataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for toy/{self.split} with {self.length} samples")
         return render(self.sample_seed(index), self.size)
-
-    def load_image(self, index: int) -> np.ndarray:
-        return self.load(index)[0]  # rendered together with its labels
